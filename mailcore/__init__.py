@@ -1,0 +1,3 @@
+"""mailcore: a Postfix-compatible mail transfer agent in one asyncio process."""
+
+__version__ = "0.1.0"
