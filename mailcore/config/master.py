@@ -1,0 +1,581 @@
+"""master.cf: Postfix master(5) service definitions as an immutable, typed model.
+
+Owns: reading master.cf text into ``Service`` records (one per logical line), the ``-o``
+overrides of each service, the pipe(8) attributes of pipe services, inet listen addresses,
+``postconf -Mf`` style formatting, and the verdict on which entries have no effect in one
+process (``MasterConfig.inert``).
+
+Must not: open sockets, look names up (no DNS, no NSS: ``resolve_port`` uses a built-in table),
+expand ``$name`` in ``-o`` values or pipe argv (main.cf expansion and the pipe agent do that),
+or read any file but the one it is given.
+
+Invariants: a ``MasterConfig`` holds each name/type once, in file order; every bad line is a
+``ConfigError`` carrying the file and the first physical line of the logical line; ``-`` columns
+take Postfix 3.x defaults (private y, unpriv y, chroot n, no wakeup, maxproc default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from mailcore.errors import ConfigError
+
+SERVICE_TYPES = frozenset({"inet", "unix", "unix-dgram", "fifo", "pass"})
+LISTENER_DAEMON = "smtpd"
+DELIVERY_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard"})
+WELL_KNOWN_PORTS: Mapping[str, int] = MappingProxyType({
+    "smtp": 25, "submission": 587, "submissions": 465, "smtps": 465, "lmtp": 24,
+})
+PIPE_FLAGS = frozenset("BDFORXhqu.>")
+PIPE_DEFAULT_NULL_SENDER = "MAILER-DAEMON"
+
+_FIELDS = ("service name", "type", "private", "unpriv", "chroot", "wakeup", "maxproc", "command")
+_BLANKS = " \t\r\n"
+_MAX_INT = 2**31 - 1  # Postfix keeps these fields in a C int
+_HOSTNAME = re.compile(
+    r"(?=.{1,255}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?)*\.?"
+)
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+")  # looks like an address, but is not a valid one
+_SERVICE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_OCTAL = re.compile(r"[0-7]{1,3}")
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _coroutine(role: str) -> str:
+    return (f"{role} runs inside mailcore as a coroutine; "
+            "this entry's process settings have no effect")
+
+
+def _absent(role: str) -> str:
+    return f"{role}: mailcore runs no separate process for this; the entry has no effect"
+
+
+# Postfix daemons whose job mailcore does in-process (or does not need in one process).
+_BUILTIN: Mapping[str, str] = MappingProxyType({
+    "pickup": _coroutine("pickup"),
+    "cleanup": _coroutine("cleanup"),
+    "qmgr": _coroutine("qmgr (the scheduler)"),
+    "oqmgr": _coroutine("the scheduler (qmgr; there is no separate oqmgr)"),
+    "trivial-rewrite": _coroutine("trivial-rewrite (address rewriting and resolving)"),
+    "bounce": _coroutine("bounce (bounce, defer and trace notices)"),
+    "flush": _coroutine("flush (handled by the scheduler)"),
+    "showq": _absent("showq (the queue tools read the queue database directly)"),
+    "proxymap": _absent("proxymap (lookup tables are opened in-process)"),
+    "postlogd": _absent("postlogd (mailcore writes its own log)"),
+    "verify": _absent("verify"),
+    "anvil": _absent("anvil"),
+    "scache": _absent("scache"),
+    "tlsmgr": _absent("tlsmgr"),
+    "postscreen": "postscreen is not part of mailcore; no listener is opened for this entry",
+    "dnsblog": "dnsblog serves postscreen, which is not part of mailcore",
+    "tlsproxy": "tlsproxy serves postscreen, which is not part of mailcore",
+})
+
+
+@dataclass(frozen=True)
+class PipeSpec:
+    """pipe(8) attributes. ``argv`` is kept unexpanded (``${recipient}`` stays as written)."""
+
+    flags: str
+    user: str
+    group: str | None
+    argv: tuple[str, ...]
+    size_limit: int | None = None  # None: no limit (absent or size=0)
+    eol: str = "\n"  # escapes already decoded
+    directory: str | None = None
+    null_sender: str = PIPE_DEFAULT_NULL_SENDER
+    chroot: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """One master.cf entry.
+
+    ``wakeup`` is None when there is no wakeup timer ('-' or 0); ``maxproc`` is None for '-'
+    (default_process_limit) and 0 for no limit. ``args`` are the words after the command in
+    normal form (``-o`` and ``name=value`` as two words, ``{}`` removed); ``operands`` are the
+    words after the daemon options. ``columns`` are the eight fields as written.
+    """
+
+    name: str
+    type: str
+    private: bool
+    unpriv: bool
+    chroot: bool
+    wakeup: int | None
+    wakeup_conditional: bool
+    maxproc: int | None
+    command: str
+    args: tuple[str, ...]
+    overrides: tuple[tuple[str, str], ...]
+    file: str
+    line: int
+    host: str | None = None
+    port: str | None = None
+    pipe: PipeSpec | None = None
+    verbose: int = 0
+    debug: bool = False
+    operands: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.type}"
+
+    @property
+    def daemon(self) -> str:
+        """The program name, without any directory part."""
+        return self.command.rsplit("/", 1)[-1]
+
+    @property
+    def override_map(self) -> Mapping[str, str]:
+        """``-o`` values by name; a later ``-o`` for the same name wins, as in Postfix."""
+        return MappingProxyType(dict(self.overrides))
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    services: tuple[Service, ...]
+
+    def get(self, name: str, type: str) -> Service | None:
+        return next((s for s in self.services if s.name == name and s.type == type), None)
+
+    def listeners(self) -> tuple[Service, ...]:
+        """inet services run by smtpd: the addresses mailcore listens on."""
+        return tuple(s for s in self.services if _is_listener(s))
+
+    def transports(self) -> Mapping[str, Service]:
+        """unix services run by a delivery agent, by name (the transport names of routing)."""
+        return MappingProxyType({s.name: s for s in self.services if _is_transport(s)})
+
+    def inert(self) -> tuple[tuple[Service, str], ...]:
+        """Entries and fields that have no effect in mailcore, each with the reason."""
+        return tuple((s, reason) for s in self.services for reason in _inert_reasons(s))
+
+
+@dataclass(frozen=True)
+class _Where:
+    file: str
+    line: int
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(message, file=self.file, line=self.line)
+
+
+@dataclass(frozen=True)
+class _Options:
+    args: tuple[str, ...]
+    overrides: tuple[tuple[str, str], ...]
+    verbose: int
+    debug: bool
+    operands: tuple[str, ...]
+
+
+def parse_master_cf(text: str, filename: str) -> MasterConfig:
+    """Parse master.cf text; ``filename`` is used in error messages and ``Service.file``."""
+    services: list[Service] = []
+    seen: dict[str, int] = {}
+    for line, logical in _logical_lines(text, filename):
+        service = _parse_entry(logical, _Where(filename, line))
+        if service.key in seen:
+            raise ConfigError(
+                f"duplicate service {service.key} (first defined on line {seen[service.key]})",
+                file=filename, line=line)
+        seen[service.key] = line
+        services.append(service)
+    return MasterConfig(tuple(services))
+
+
+def load_master_cf(path: Path) -> MasterConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from exc
+    return parse_master_cf(text, str(path))
+
+
+def resolve_port(port: str, *, file: str | None = None, line: int | None = None) -> int:
+    """A port number from digits or a well-known name; never asks the system's services db."""
+    if port.isascii() and port.isdigit():
+        number = int(port)
+        if 0 < number <= 65535:
+            return number
+        raise ConfigError(f"port {port} is out of range (1-65535)", file=file, line=line)
+    if port.lower() in WELL_KNOWN_PORTS:
+        return WELL_KNOWN_PORTS[port.lower()]
+    known = ", ".join(sorted(WELL_KNOWN_PORTS))
+    raise ConfigError(f'unknown service name "{port}": use a port number or one of {known}',
+                      file=file, line=line)
+
+
+def _logical_lines(text: str, filename: str) -> list[tuple[int, str]]:
+    """Join continuation lines; skip blank and comment lines, also between continuations."""
+    result: list[tuple[int, str]] = []
+    start, parts = 0, []
+    for number, raw in enumerate(text.split("\n"), 1):
+        stripped = raw.strip(_BLANKS)
+        if not stripped or stripped.startswith("#"):
+            continue
+        if raw[0] in " \t":
+            if not parts:
+                raise ConfigError("continuation line (starts with whitespace) has no service "
+                                  "line before it", file=filename, line=number)
+            parts.append(stripped)
+            continue
+        if parts:
+            result.append((start, " ".join(parts)))
+        start, parts = number, [stripped]
+    if parts:
+        result.append((start, " ".join(parts)))
+    return result
+
+
+def _split_words(text: str, where: _Where) -> list[str]:
+    """Split at blanks, except inside {} (Postfix 3.0 grouping); braces may nest."""
+    words: list[str] = []
+    i, end = 0, len(text)
+    while i < end:
+        if text[i] in _BLANKS:
+            i += 1
+            continue
+        start, depth = i, 0
+        while i < end and (depth or text[i] not in _BLANKS):
+            depth += {"{": 1, "}": -1 if depth else 0}.get(text[i], 0)
+            i += 1
+        if depth:
+            raise where.error(f'missing "}}" in "{text[start:i]}"')
+        words.append(text[start:i])
+    return words
+
+
+def _unbrace(word: str, where: _Where) -> str:
+    """``{ text }`` -> ``text`` with surrounding blanks removed; other words unchanged."""
+    if not word.startswith("{"):
+        return word
+    depth = 0
+    for index, char in enumerate(word):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            if index != len(word) - 1:
+                raise where.error(f'text after "}}" in "{word}"')
+            return word[1:index].strip(_BLANKS)
+    raise where.error(f'missing "}}" in "{word}"')
+
+
+def _parse_entry(text: str, where: _Where) -> Service:
+    words = _split_words(text, where)
+    if len(words) < len(_FIELDS):
+        raise where.error(f'missing "{_FIELDS[len(words)]}" field: a service line needs '
+                          "name, type, private, unpriv, chroot, wakeup, maxproc and command")
+    name, kind, private, unpriv, chroot, wakeup, maxproc, command = words[:8]
+    if kind not in SERVICE_TYPES:
+        raise where.error(f'unknown service type "{kind}" for {name}: expected one of '
+                          + ", ".join(sorted(SERVICE_TYPES)))
+    is_private = _bool_field(private, "private", True, where)
+    if kind == "inet" and is_private:
+        raise where.error(f"inet service {name} cannot be private: put n in the private column")
+    wake, conditional = _wakeup_field(wakeup, where)
+    options = _daemon_options(words[8:], where)
+    service = Service(
+        name=name, type=kind, private=is_private,
+        unpriv=_bool_field(unpriv, "unpriv", True, where),
+        chroot=_bool_field(chroot, "chroot", False, where),
+        wakeup=wake, wakeup_conditional=conditional,
+        maxproc=None if maxproc == "-" else _number(maxproc, "maxproc", where),
+        command=command, args=options.args, overrides=options.overrides,
+        file=where.file, line=where.line, verbose=options.verbose, debug=options.debug,
+        operands=options.operands, columns=tuple(words[1:8]),
+    )
+    return _with_details(service, where)
+
+
+def _with_details(service: Service, where: _Where) -> Service:
+    """Fill the listen address of inet services and the attributes of pipe services."""
+    host = port = None
+    if service.type == "inet":
+        host, port = _listen_address(service.name, where)
+        if service.daemon == LISTENER_DAEMON:
+            resolve_port(port, file=where.file, line=where.line)
+    pipe = _pipe_spec(service.operands, where) if service.daemon == "pipe" else None
+    return replace(service, host=host, port=port, pipe=pipe)
+
+
+def _bool_field(value: str, field: str, default: bool, where: _Where) -> bool:
+    if value == "-":
+        return default
+    if value in ("y", "n"):
+        return value == "y"
+    raise where.error(f'{field} field: expected y, n or -, got "{value}"')
+
+
+def _number(value: str, field: str, where: _Where) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) > _MAX_INT:
+        raise where.error(f'{field} field: expected - or a whole number, got "{value}"')
+    return int(value)
+
+
+def _wakeup_field(value: str, where: _Where) -> tuple[int | None, bool]:
+    if value == "-":
+        return None, False
+    digits = value.removesuffix("?")
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > _MAX_INT:
+        raise where.error(f'wakeup field: expected -, seconds, or seconds followed by "?", '
+                          f'got "{value}"')
+    seconds = int(digits)
+    return (seconds or None), (seconds > 0 and value.endswith("?"))
+
+
+def _daemon_options(words: list[str], where: _Where) -> _Options:
+    """Leading -o/-v/-D options (getopt style: they end at the first other word or ``--``)."""
+    args: list[str] = []
+    overrides: list[tuple[str, str]] = []
+    verbose, debug, index = 0, False, 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            args.append(word)
+            index += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        index += 1
+        letters, _, joined = word[1:].partition("o")
+        if letters.strip("vD"):
+            raise where.error(f'unknown daemon option "{word}": expected -o name=value, -v or -D')
+        verbose += letters.count("v")
+        debug = debug or "D" in letters
+        if letters:
+            args.append("-" + letters)
+        if "o" not in word[1:]:
+            continue
+        if not joined:
+            if index == len(words):
+                raise where.error("-o needs a name=value after it")
+            joined, index = words[index], index + 1
+        name, value = _name_value(_unbrace(joined, where), where)
+        overrides.append((name, value))
+        args += ["-o", f"{name}={value}"]
+    operands = tuple(_unbrace(word, where) for word in words[index:])
+    return _Options(tuple(args) + operands, tuple(overrides), verbose, debug, operands)
+
+
+def _name_value(text: str, where: _Where) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    name = name.strip(_BLANKS)
+    if not equals:
+        raise where.error(f'-o "{text}": expected name=value')
+    if not name or any(c in _BLANKS for c in name):
+        raise where.error(f'-o "{text}": expected a parameter name before "="')
+    return name, value.strip(_BLANKS)
+
+
+def _listen_address(name: str, where: _Where) -> tuple[str | None, str]:
+    """inet service name -> (host or None for every address, port), as Postfix's host_port."""
+    if name.startswith("["):
+        host, bracket, rest = name[1:].partition("]")
+        if not bracket:
+            raise where.error(f'missing "]" in service name "{name}"')
+        if rest and not rest.startswith(":"):
+            raise where.error(f'expected ":port" after "]" in service name "{name}"')
+        if host[:5].lower() == "ipv6:":
+            host = host[5:]
+            if not _is_ip(host, version=6):
+                raise where.error(f'bad IPv6 address in service name "{name}"')
+        port, bracketed = rest[1:], True
+    else:
+        host, _, port = name.rpartition(":")
+        bracketed = False
+    if not port:
+        raise where.error(f'service name "{name}" has no port or service name')
+    if (host or bracketed) and not _is_ip(host) and (
+            not _HOSTNAME.fullmatch(host) or _DOTTED_NUMBERS.fullmatch(host)):
+        raise where.error(f'bad host name or address in service name "{name}"')
+    if port[0].isdigit() and not (port.isascii() and port.isdigit()):
+        raise where.error(f'bad port "{port}" in service name "{name}"')
+    if not port[0].isdigit() and not _SERVICE_NAME.fullmatch(port):
+        raise where.error(f'bad service name "{port}" in "{name}"')
+    return host or None, port
+
+
+def _is_ip(text: str, version: int | None = None) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or address.version == version
+
+
+def _pipe_spec(words: tuple[str, ...], where: _Where) -> PipeSpec:
+    """pipe(8) attributes; names are case-insensitive and everything after argv= is argv."""
+    found: dict[str, str] = {}
+    flags, argv = "", None
+    for index, word in enumerate(words):
+        name, equals, value = word.partition("=")
+        key = name.lower()
+        if not equals or key not in ("flags", "user", "size", "eol", "directory",
+                                     "null_sender", "chroot", "argv"):
+            raise where.error(f'pipe: unknown attribute "{word}": expected flags=, user=, '
+                              "size=, eol=, directory=, null_sender=, chroot= or argv=")
+        if key == "argv":
+            argv = (value, *words[index + 1:])
+            break
+        if key == "flags":
+            flags += _pipe_flags(value, where)
+        found[key] = value
+    return _pipe_from(found, flags, argv, where)
+
+
+def _pipe_flags(value: str, where: _Where) -> str:
+    unknown = sorted(set(value) - PIPE_FLAGS)
+    if unknown:
+        raise where.error(f'pipe: unknown flag(s) {"".join(unknown)} in flags={value}: '
+                          f'expected letters from {"".join(sorted(PIPE_FLAGS))}')
+    return value
+
+
+def _pipe_from(found: dict[str, str], flags: str, argv: tuple[str, ...] | None,
+               where: _Where) -> PipeSpec:
+    if "user" not in found:
+        raise where.error("pipe: missing user= attribute (the user the command runs as)")
+    user, _, group = found["user"].partition(":")
+    if not user:
+        raise where.error("pipe: user= needs a user name")
+    if user == "root" or group == "root":
+        raise where.error("pipe: user= must not give root privileges")
+    if argv is None:
+        raise where.error("pipe: missing argv= attribute (the command to run; it must come last)")
+    if not argv[0]:
+        raise where.error('pipe: argv= needs a command right after "="')
+    size = found.get("size")
+    if size is not None and not (size.isascii() and size.isdigit()):
+        raise where.error(f'pipe: size= expects a number of bytes, got "{size}"')
+    return PipeSpec(
+        flags=flags, user=user, group=group or None, argv=argv,
+        size_limit=(int(size) or None) if size is not None else None,
+        eol=_unescape(found.get("eol", "\\n")),
+        directory=found.get("directory"),
+        null_sender=found.get("null_sender", PIPE_DEFAULT_NULL_SENDER),
+        chroot=found.get("chroot"),
+    )
+
+
+def _unescape(text: str) -> str:
+    """C-like escapes as Postfix's unescape(): \\n \\t ... \\ooo; any other \\x gives x."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        index += 1
+        if char != "\\" or index == len(text):
+            out.append(char if char != "\\" else "")
+            continue
+        octal = _OCTAL.match(text, index)
+        if octal:
+            out.append(chr(int(octal.group(), 8) & 0xFF))  # C char truncation
+            index = octal.end()
+            continue
+        out.append(_ESCAPES.get(text[index], text[index]))
+        index += 1
+    return "".join(out)
+
+
+def _is_listener(service: Service) -> bool:
+    return service.type == "inet" and service.daemon == LISTENER_DAEMON
+
+
+def _is_transport(service: Service) -> bool:
+    return service.type == "unix" and service.daemon in DELIVERY_AGENTS
+
+
+def _inert_reasons(service: Service) -> list[str]:
+    daemon = service.daemon
+    if daemon in _BUILTIN:
+        return [_BUILTIN[daemon]]
+    if service.type == "inet" and daemon != LISTENER_DAEMON:
+        return [f"{daemon} on an inet service: mailcore listens only with smtpd, "
+                "so this address is not opened"]
+    if daemon == LISTENER_DAEMON and service.type != "inet":
+        return [f"smtpd on a {service.type} service: mailcore's smtpd listens only on inet "
+                "services"]
+    if daemon in DELIVERY_AGENTS and service.type != "unix":
+        return [f"{daemon} on a {service.type} service: delivery agents are transports only "
+                "as unix services"]
+    if daemon not in DELIVERY_AGENTS and daemon != LISTENER_DAEMON:
+        return [f"mailcore has no daemon named {daemon}; the entry is accepted and ignored"]
+    return _inert_fields(service)
+
+
+def _inert_fields(service: Service) -> list[str]:
+    """Columns and options of an active service that one process cannot honour."""
+    reasons: list[str] = []
+    if service.chroot:
+        reasons.append("chroot y: mailcore runs as one process and does not chroot")
+    if not service.private and service.type != "inet":
+        reasons.append("private n: mailcore has no per-service sockets to make public")
+    if not service.unpriv:
+        reasons.append("unpriv n: mailcore does not switch privileges per service")
+    if service.wakeup is not None:
+        reasons.append("wakeup: a timer only matters for pickup, qmgr and flush")
+    if service.debug:
+        reasons.append("-D: debugger_command is not run")
+    if service.verbose:
+        reasons.append("-v: per-service verbose logging is not supported")
+    if service.operands and service.daemon != "pipe":
+        reasons.append(f"arguments ignored by {service.daemon}: " + " ".join(service.operands))
+    if service.pipe is not None and service.pipe.chroot is not None:
+        reasons.append("pipe chroot=: mailcore does not chroot commands")
+    return reasons
+
+
+_COLUMN_GOALS = (0, 11, 17, 25, 33, 41, 49, 57)
+_LINE_LIMIT = 80
+_INDENT = "    "
+
+
+def format_service(service: Service) -> str:
+    """The entry as ``postconf -Mf`` prints it: aligned columns, each -o on its own line."""
+    line = ""
+    for goal, field in zip(_COLUMN_GOALS, (service.name, *_columns(service)), strict=True):
+        if line:
+            line = (line + " ").ljust(goal)
+        line += field
+    lines = [line]
+    args, index, in_options, force_wrap = service.args, 0, True, False
+    while index < len(args):
+        word = args[index]
+        in_options = in_options and word.startswith("-") and word != "--"
+        with_value = in_options and word == "-o" and index + 1 < len(args)
+        if with_value:
+            index += 1
+            shown = f"-o {_shown(args[index])}"
+        else:
+            shown = word if in_options else _shown(word)
+        # Postfix puts every option that takes a value on a line of its own.
+        if with_value or force_wrap or len(lines[-1]) + 1 + len(shown) >= _LINE_LIMIT:
+            lines.append(_INDENT + shown)
+        else:
+            lines[-1] += " " + shown
+        force_wrap = with_value
+        index += 1
+    return "\n".join(lines)
+
+
+def _shown(word: str) -> str:
+    return f"{{{word}}}" if not word or any(c in _BLANKS for c in word) else word
+
+
+def _columns(service: Service) -> tuple[str, ...]:
+    if service.columns:
+        return service.columns
+    wakeup = "-" if service.wakeup is None else str(service.wakeup)
+    return (service.type, "y" if service.private else "n", "y" if service.unpriv else "n",
+            "y" if service.chroot else "n", wakeup + ("?" if service.wakeup_conditional else ""),
+            "-" if service.maxproc is None else str(service.maxproc), service.command)
