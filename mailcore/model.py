@@ -46,3 +46,71 @@ class Envelope:
     smtputf8: bool = False
     local_submission: bool = False  # sendmail command / pickup: headers get completed
     attrs: tuple[tuple[str, str], ...] = field(default=())  # extra named attributes
+
+
+# --- the way out: scheduler → delivery agents → queue --------------------------------------
+
+SENT = "sent"
+DEFERRED = "deferred"
+BOUNCED = "bounced"
+
+
+@dataclass(frozen=True)
+class Route:
+    """What trivial-rewrite's resolve returns for one recipient."""
+
+    transport: str  # a master.cf service name: smtp, relay, local, virtual, lmtp, error, ...
+    nexthop: str  # "example.com", "[mx.example.com]:2525", "unix:/path", or error text
+    recipient: str  # the address after rewriting
+
+
+@dataclass(frozen=True)
+class RecipientRef:
+    """One recipient inside a delivery request; ``seq`` identifies it in the queue."""
+
+    seq: int
+    address: str
+    orig_rcpt: str | None = None
+    notify: str | None = None
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    queue_id: str
+    sender: str
+    recipients: tuple[RecipientRef, ...]  # at most the transport's recipient limit
+    transport: str
+    nexthop: str
+    size: int
+    arrival_time: float
+    envid: str | None = None
+    ret: str | None = None
+    attrs: tuple[tuple[str, str], ...] = ()  # client facts, smtputf8, body_type, …
+
+
+@dataclass(frozen=True)
+class Delays:
+    """Postfix's delays=a/b/c/d: before queue, in queue, connection setup, transmission."""
+
+    before_queue: float = 0.0
+    in_queue: float = 0.0
+    setup: float = 0.0
+    transmission: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    seq: int
+    status: str  # SENT, DEFERRED or BOUNCED
+    dsn: str  # enhanced status code, e.g. "2.0.0", "4.4.1", "5.1.1"
+    reason: str  # the remote reply or the local reason, sanitised
+    relay: str = "none"  # "mx.example.com[192.0.2.1]:25", "local", "none"
+    action: str = ""  # DSN action override: "relayed", "delivered", "expanded" (success notices)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    queue_id: str
+    recipients: tuple[RecipientResult, ...]
+    delays: Delays = Delays()
