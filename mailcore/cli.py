@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from mailcore import __version__
 from mailcore.cli_config import add_config_parser, run_config
+from mailcore.cli_local import add_queue_parser, add_sendmail_parser, run_queue, run_sendmail
 from mailcore.cli_maps import add_alias_parser, add_map_parser, run_alias, run_map
 from mailcore.cli_serve import add_serve_parser, run_serve
 from mailcore.config import Config, load_config
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_parser(sub)
     add_map_parser(sub)
     add_alias_parser(sub)
+    add_sendmail_parser(sub)
+    add_queue_parser(sub)
     check = sub.add_parser("check", help="validate the configuration and its tables")
     check.set_defaults(command="check")
     for sp in sub.choices.values():
@@ -67,6 +70,8 @@ def run(ns: argparse.Namespace) -> int:
         "map": lambda: run_map(ns, load()),
         "alias": lambda: run_alias(ns, load()),
         "check": lambda: run_check(load),
+        "sendmail": lambda: run_sendmail(ns, load),
+        "queue": lambda: run_queue(ns, load),
     }
     return handlers[ns.command]()
 
