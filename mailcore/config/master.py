@@ -206,9 +206,11 @@ def resolve_port(port: str, *, file: str | None = None, line: int | None = None)
     """A port number from digits or a well-known name; never asks the system's services db."""
     if port.isascii() and port.isdigit():
         number = int(port)
-        if 0 < number <= 65535:
+        # Port 0 (mailcore's own): the kernel picks a free port; embedders and tests read the
+        # bound port back from the running server.
+        if 0 <= number <= 65535:
             return number
-        raise ConfigError(f"port {port} is out of range (1-65535)", file=file, line=line)
+        raise ConfigError(f"port {port} is out of range (0-65535)", file=file, line=line)
     if port.lower() in WELL_KNOWN_PORTS:
         return WELL_KNOWN_PORTS[port.lower()]
     known = ", ".join(sorted(WELL_KNOWN_PORTS))

@@ -251,7 +251,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ('smtpd_error_sleep_time', '1s', 'time'),
     ('smtpd_etrn_restrictions', '', 'list'),
     ('smtpd_expansion_filter', '\\t\\40!"#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~', 'raw'),
-    ('smtpd_forbid_bare_newline', 'no', 'bool'),
+    ('smtpd_forbid_bare_newline', 'yes', 'bool'),
     ('smtpd_forbid_bare_newline_exclusions', '$mynetworks', 'list'),
     ('smtpd_hard_error_limit', '${stress?{1}:{20}}', 'int'),
     ('smtpd_helo_required', 'no', 'bool'),
@@ -357,6 +357,7 @@ DEVIATIONS: MappingProxyType[str, str] = MappingProxyType({
     "newaliases_path": "where pip installs console scripts",
     "mailq_path": "where pip installs console scripts",
     "mail_version": "set to mailcore's version at load time",
+    "smtpd_forbid_bare_newline": "SMTP smuggling must be impossible by default",
 })
 
 # Per-transport parameters Postfix derives from master.cf service names (TRANSPORT_suffix),

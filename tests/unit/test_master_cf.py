@@ -373,7 +373,11 @@ def test_resolve_port(port: str, number: int) -> None:
     assert resolve_port(port) == number
 
 
-@pytest.mark.parametrize("port", ["imap", "0", "65536", "25x", "", "http"])
+def test_port_zero_means_any_free_port() -> None:
+    assert resolve_port("0") == 0
+
+
+@pytest.mark.parametrize("port", ["imap", "65536", "25x", "", "http"])
 def test_resolve_port_rejects(port: str) -> None:
     with pytest.raises(ConfigError):
         resolve_port(port)

@@ -1,0 +1,310 @@
+"""One SMTP session on one connection: the read-dispatch-reply loop and the DATA path.
+
+Owns: reading command lines (CRLF only, bounded length), timeouts (smtpd_timeout for each
+network wait, smtpd_session_time_limit for the whole session), error and junk counting with
+smtpd_error_sleep_time, pipelining (replies are flushed only when no more input is
+buffered), receiving DATA into the sink's MessageWriter, the durable 250 (sent only after
+``sink.enqueue`` returned), and the connect / disconnect / timeout / lost-connection log
+lines.
+
+Must not: parse addresses or decide policy (policy.py does), or write to the queue other
+than through the sink.
+
+Invariants: every network wait sits under ``asyncio.timeout_at``; CancelledError is never
+swallowed; a client never sees exception text (internal errors answer 451 4.3.0); a
+MessageWriter that was opened is either enqueued or aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Protocol
+
+from mailcore.cleanup import CleanupReject, MessageWriter, received_header
+from mailcore.dns import ClientNames
+from mailcore.log import MailLog
+from mailcore.model import ClientInfo, Envelope
+from mailcore.queue import QueueFullError, QueueWriteError
+from mailcore.smtpd import data as data_mod
+from mailcore.smtpd.lines import BARE_LF, CUT, EOF, LineReader
+from mailcore.smtpd.policy import (
+    COMMANDS,
+    INTERNAL,
+    JUNK_COMMANDS,
+    NO_SPACE,
+    TOO_BIG,
+    WRITE_ERROR,
+    Dialogue,
+    Policy,
+    SessionState,
+    disconnect_counts,
+)
+from mailcore.smtpd.settings import Reply, SmtpdSettings, reply
+
+
+class MessageSink(Protocol):
+    """Where accepted messages go: cleanup.Cleanup (the queue) or the maildrop writer of
+    ``sendmail -bs``. ``enqueue`` returns the queue ID only once the message is durable."""
+
+    def new_queue_id(self) -> str: ...
+
+    def open(self, *, queue_id: str, sender: str, local_submission: bool,
+             first_headers: list[bytes]) -> MessageWriter: ...
+
+    async def enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str) -> str: ...
+
+
+class NameResolver(Protocol):
+    async def client_name(self, address: str) -> ClientNames: ...
+
+
+class Stream(Protocol):
+    """The byte stream of one connection (asyncio StreamReader + StreamWriter parts)."""
+
+    async def read(self, n: int) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _LostConnection(Exception):
+    pass
+
+
+class _Closing(Exception):
+    """The session ends after a reply that says so (421, 521, 221)."""
+
+
+class Session:
+    def __init__(self, settings: SmtpdSettings, stream: Stream, client: ClientInfo, *,
+                 sink: MessageSink, restrictions: Policy, resolver: NameResolver | None,
+                 log: MailLog, space_ok: Callable[[int], Awaitable[bool]]) -> None:
+        self.settings = settings
+        self._stream = stream
+        self._sink = sink
+        self._resolver = resolver
+        self._log = log
+        self.state = SessionState(client)
+        self.dialogue = Dialogue(settings, self.state, restrictions, sink.new_queue_id,
+                                 space_ok, log)
+        self._lines = LineReader(self._read)
+        self._out: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + settings.session_time_limit
+        self._last = "CONNECT"
+
+    # --- I/O with deadlines -------------------------------------------------------------
+    def _io_deadline(self) -> float:
+        return min(self._loop.time() + self.settings.timeout, self._deadline)
+
+    async def _read(self, n: int) -> bytes:
+        await self._flush()  # nothing more is buffered: the client waits for our replies
+        async with asyncio.timeout_at(self._io_deadline()):
+            return await self._stream.read(n)
+
+    async def _flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        self._stream.write(data)
+        async with asyncio.timeout_at(self._io_deadline()):
+            await self._stream.drain()
+
+    async def _send(self, answer: Reply) -> None:
+        if self.state.errors >= self.settings.soft_error_limit > 0:
+            await self._flush()
+            async with asyncio.timeout_at(self._deadline):
+                await asyncio.sleep(self.settings.error_sleep_time)
+        self._out.append(answer.render())
+        if answer.close:
+            await self._flush()
+            raise _Closing
+
+    # --- the session ------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._converse()
+        except _Closing:
+            pass
+        except TimeoutError:
+            await self._timed_out()
+        except (_LostConnection, ConnectionError):
+            self._log.info("smtpd", f"lost connection after {self._last} from "
+                                    f"{self.state.client.display}")
+        finally:
+            self._log.info("smtpd", f"disconnect from {self.state.client.display} "
+                                    f"{disconnect_counts(self.state)}")
+            self._stream.close()
+
+    async def _timed_out(self) -> None:
+        whole = self._loop.time() >= self._deadline - 0.01
+        what = "session time limit exceeded" if whole else "timeout"
+        self._log.info("smtpd", f"{what} after {self._last} from {self.state.client.display}")
+        self._out.append(reply(421, "4.4.2",
+                               f"{self.settings.myhostname} Error: timeout exceeded").render())
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            self._stream.write(b"".join(self._out))
+            self._out.clear()
+            async with asyncio.timeout(1):
+                await self._stream.drain()
+
+    async def _converse(self) -> None:
+        await self._lookup_names()
+        self._log.info("smtpd", f"connect from {self.state.client.display}")
+        refused = await self.dialogue.connect()
+        if refused is not None:
+            await self._send(replace(refused, close=True))
+        await self._send(Reply(220, (self.settings.banner,)))
+        while True:
+            if self.state.errors >= self.settings.hard_error_limit > 0:
+                self._log.info("smtpd", f"too many errors after {self._last} from "
+                                        f"{self.state.client.display}")
+                await self._send(reply(421, "4.7.0", f"{self.settings.myhostname} "
+                                                     "Error: too many errors", close=True))
+            await self._command()
+
+    async def _lookup_names(self) -> None:
+        client = self.state.client
+        if not (self.settings.peername_lookup and self._resolver and client.address):
+            return
+        async with asyncio.timeout_at(self._deadline):
+            names = await self._resolver.client_name(client.address)
+        if names.reverse_name != "unknown" and names.name == "unknown" and names.detail:
+            self._log.warning("smtpd", names.detail)
+        self.state.client = replace(client, name=names.name, reverse_name=names.reverse_name)
+
+    async def _command(self) -> None:
+        s = self.settings
+        data, ending = await self._lines.next(s.command_limit)
+        if ending == EOF:
+            raise _LostConnection
+        if ending == BARE_LF and s.forbid_bare_newline:
+            await self._bare_newline()
+        if ending == CUT:
+            while ending == CUT:
+                _, ending = await self._lines.next(s.command_limit)
+            if ending == EOF:
+                raise _LostConnection
+            self.state.errors += 1
+            await self._send(reply(500, "5.5.2", "Error: line too long"))
+            return
+        verb, _, arg = data.decode("utf-8", "surrogateescape").partition(" ")
+        verb = verb.upper()
+        if not verb:
+            self.state.errors += 1
+            await self._send(reply(500, "5.5.2", "Error: bad syntax"))
+            return
+        self._last = verb if verb in COMMANDS else "UNKNOWN"
+        if verb in JUNK_COMMANDS:
+            self.state.junk += 1
+            if self.state.junk > s.junk_command_limit:
+                self.state.errors += 1
+        if verb == "DATA":
+            await self._data(arg)
+            return
+        answer = await self._guarded(verb, arg)
+        self._finish_command(verb, answer)
+        await self._send(answer)
+
+    async def _guarded(self, verb: str, arg: str) -> Reply:
+        try:
+            return await self.dialogue.handle(verb, arg)
+        except Exception as exc:  # policy or table trouble: a 4xx, never exception text
+            self._log.error("smtpd", f"{self.state.client.display}: {verb}: "
+                                     f"{type(exc).__name__}: {exc}")
+            self.state.tx = None
+            return INTERNAL
+
+    def _finish_command(self, verb: str, answer: Reply) -> None:
+        name = verb.lower() if verb in COMMANDS else "unknown"
+        self.state.count(name, not answer.is_error)
+        if answer.is_error:
+            self.state.errors += 1
+
+    async def _bare_newline(self) -> None:
+        self._log.info("smtpd", f"bare <LF> received after {self._last} from "
+                                f"{self.state.client.display}")
+        await self._send(reply(521, "5.5.2", f"{self.settings.myhostname} "
+                                             "Error: bare <LF> received", close=True))
+
+    # --- DATA -------------------------------------------------------------------------
+    async def _data(self, arg: str) -> None:
+        answer = await self._guarded("DATA", arg)
+        if answer.code != 354:
+            self._finish_command("DATA", answer)
+            await self._send(answer)
+            return
+        tx, envelope = self.state.tx, self.state.envelope()
+        assert tx is not None and tx.queue_id is not None
+        writer = self._sink.open(
+            queue_id=tx.queue_id, sender=tx.sender, local_submission=False,
+            first_headers=received_header(
+                client=envelope.client, myhostname=self.settings.myhostname,
+                mail_name=self.settings.mail_name, queue_id=tx.queue_id,
+                recipients=[r.address for r in tx.recipients]),
+        )
+        feed = data_mod.Feed(writer)
+        try:
+            await self._send(answer)
+            outcome = await data_mod.receive(
+                self._lines, feed, limit=self.settings.line_length_limit,
+                forbid_bare_lf=self.settings.forbid_bare_newline)
+        except BaseException:
+            writer.abort()
+            raise
+        if outcome != data_mod.END:
+            writer.abort()
+            self.state.tx = None
+            if outcome == data_mod.EOF:
+                raise _LostConnection
+            await self._bare_newline()
+        final = await self._commit(writer, feed, envelope, tx.queue_id)
+        self.state.tx = None
+        self._finish_command("DATA", final)
+        await self._send(final)
+
+    async def _commit(self, writer: MessageWriter, feed: data_mod.Feed, envelope: Envelope,
+                      queue_id: str) -> Reply:
+        refusal: Reply | None = None
+        if writer.too_big:
+            refusal = TOO_BIG
+        elif feed.rejected is not None:
+            exc = feed.rejected
+            refusal = reply(exc.code, exc.dsn, exc.text)
+        else:
+            try:
+                refusal = await self.dialogue.end_of_data()
+            except Exception as exc:
+                self._log.error("smtpd", f"{queue_id}: end-of-data check: {exc}")
+                refusal = INTERNAL
+        if refusal is not None:
+            writer.abort()
+            if refusal is not INTERNAL:
+                self.dialogue.log_reject("END-OF-MESSAGE", refusal)
+            return refusal
+        return await self._enqueue(writer, envelope, queue_id)
+
+    async def _enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str) -> Reply:
+        try:
+            queue_id = await self._sink.enqueue(writer, envelope, queue_id)
+        except CleanupReject as exc:
+            answer = reply(exc.code, exc.dsn, exc.text)
+            self.dialogue.log_reject("END-OF-MESSAGE", answer)
+            return answer
+        except QueueFullError as exc:
+            self._log.warning("smtpd", f"{queue_id}: queue file write error: {exc}")
+            return NO_SPACE
+        except Exception as exc:
+            what = "queue file write error" if isinstance(exc, QueueWriteError) else (
+                f"{type(exc).__name__}")
+            self._log.warning("smtpd", f"{queue_id}: {what}: {exc}")
+            writer.abort()
+            return WRITE_ERROR
+        return reply(250, "2.0.0", f"Ok: queued as {queue_id}")

@@ -1,0 +1,93 @@
+"""Start a mailcore smtpd in-process on a loopback port with a temporary queue directory."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailcore.cleanup import Cleanup, cleanup_settings
+from mailcore.config import Config, from_mapping
+from mailcore.dns import Resolver
+from mailcore.log import MailLog
+from mailcore.queue import Queue, QueuedMessage
+from mailcore.restrictions import Restrictions
+from mailcore.server import SmtpServer
+from mailcore.tables import TableSet
+
+BASE_SETTINGS: Mapping[str, str] = {
+    "myhostname": "mx.test",
+    "mydomain": "test",
+    "mydestination": "mx.test, example.test",
+    "mynetworks": "127.0.0.1/32",
+    "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+    "smtpd_peername_lookup": "no",
+    "smtpd_forbid_bare_newline": "yes",
+    "smtpd_error_sleep_time": "0",
+    "smtpd_timeout": "10s",
+    "dns_nameservers": "127.0.0.1:9",  # never the system resolver, even by mistake
+    "dns_timeout": "2s",
+}
+
+
+@dataclass
+class RunningServer:
+    server: SmtpServer
+    queue: Queue
+    config: Config
+    log_stream: io.StringIO
+    host: str
+    port: int
+
+    @property
+    def log(self) -> str:
+        return self.log_stream.getvalue()
+
+    async def messages(self) -> list[QueuedMessage]:
+        return [m async for m in self.queue.iter_messages()]
+
+    async def content(self, queue_id: str) -> bytes:
+        return b"".join([chunk async for chunk in self.queue.read_content(queue_id)])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (master.cf refuses port 0, so tests pick one this way)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def make_config(tmp_path: Path, settings: Mapping[str, str] | None = None,
+                listen: str = "", options: str = "") -> Config:
+    listen = listen or f"127.0.0.1:{free_port()}"
+    merged = {**BASE_SETTINGS, "queue_directory": str(tmp_path / "queue"), **(settings or {})}
+    master = f"{listen} inet n - n - - smtpd {options}\n"
+    return from_mapping(merged, config_dir=tmp_path, master_cf=master)
+
+
+@asynccontextmanager
+async def running_server(tmp_path: Path, settings: Mapping[str, str] | None = None,
+                         *, listen: str = "", options: str = ""
+                         ) -> AsyncIterator[RunningServer]:
+    config = make_config(tmp_path, settings, listen, options)
+    stream = io.StringIO()
+    log = MailLog(hostname="mx.test", stream=stream)
+    queue = await Queue.open(config.get_path("queue_directory"))
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    try:
+        cleanup = Cleanup(cleanup_settings(config), queue, log, spool)
+        server = SmtpServer(config, cleanup, Restrictions(config, TableSet()),
+                            Resolver.from_config(config), log)
+        await server.start()
+        try:
+            host, port = server.bound_addresses()[0]
+            yield RunningServer(server, queue, config, stream, host, port)
+        finally:
+            await server.stop(grace=2)
+    finally:
+        await queue.close()
