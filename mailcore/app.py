@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from mailcore.cleanup import Cleanup, cleanup_settings
+from mailcore.cleanup import Cleanup
 from mailcore.config import Config
 from mailcore.dns import Resolver
 from mailcore.log import MailLog, open_maillog
@@ -61,7 +61,7 @@ class MailSystem:
                                       group_commit=config.get_bool("queue_group_commit"))
         self._log_recovery(self.queue.recovery)
         self._tables = TableSet(base_dir=config.config_dir)
-        cleanup = Cleanup(cleanup_settings(config), self.queue, self.log, self.paths.spool)
+        cleanup = Cleanup(config, self._tables, self.queue, self.log, self.paths.spool)
         self.smtpd = SmtpServer(config, cleanup, Restrictions(config, self._tables),
                                 Resolver.from_config(config), self.log)
         await self.smtpd.start()

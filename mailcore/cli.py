@@ -20,6 +20,7 @@ from mailcore import __version__
 from mailcore.cli_config import add_config_parser, run_config
 from mailcore.cli_local import add_queue_parser, add_sendmail_parser, run_queue, run_sendmail
 from mailcore.cli_maps import add_alias_parser, add_map_parser, run_alias, run_map
+from mailcore.cli_route import add_route_parser, run_route
 from mailcore.cli_serve import add_serve_parser, run_serve
 from mailcore.config import Config, load_config
 from mailcore.errors import ConfigError, MailcoreError, UsageError
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_alias_parser(sub)
     add_sendmail_parser(sub)
     add_queue_parser(sub)
+    add_route_parser(sub)
     check = sub.add_parser("check", help="validate the configuration and its tables")
     check.set_defaults(command="check")
     for sp in sub.choices.values():
@@ -72,6 +74,7 @@ def run(ns: argparse.Namespace) -> int:
         "check": lambda: run_check(load),
         "sendmail": lambda: run_sendmail(ns, load),
         "queue": lambda: run_queue(ns, load),
+        "route": lambda: run_route(ns, load),
     }
     return handlers[ns.command]()
 

@@ -133,7 +133,7 @@ class Pickup:
             queue_id=queue_id, recipients=[r.address for r in envelope.recipients],
             when=self._clock(), local_uid=drop.owner_uid,
         )  # fmt: skip
-        writer = self._cleanup.open(
+        writer = await self._cleanup.open(
             queue_id=queue_id, sender=envelope.sender, local_submission=True,
             first_headers=first, full_name=drop.envelope.full_name,
         )  # fmt: skip
@@ -172,9 +172,9 @@ class Pickup:
                 lines = (partial + chunk).split(b"\n")
                 partial = lines.pop()
                 for line in lines:
-                    writer.write_line(line)
+                    await writer.write_line(line)
             if partial:
-                writer.write_line(partial)
+                await writer.write_line(partial)
         finally:
             reader.close()
 

@@ -610,7 +610,10 @@ class MaildropSinkWriter:
         self._limit = size_limit
         self.too_big = False
 
-    def write_line(self, line: bytes) -> None:
+    async def write_line(self, line: bytes) -> None:
+        self.write_line_now(line)
+
+    def write_line_now(self, line: bytes) -> None:
         if self.too_big:
             return
         if self._limit and self.drop.content_size + len(line) + 1 > self._limit:
@@ -635,12 +638,13 @@ class MaildropSink:
     def new_queue_id(self) -> str:
         return self._ids.allocate()
 
-    def open(self, *, queue_id: str, sender: str, local_submission: bool,
-             first_headers: list[bytes]) -> MaildropSinkWriter:
+    async def open(self, *, queue_id: str, sender: str, local_submission: bool,
+                   first_headers: list[bytes], client: object = None,
+                   recipient: str = "") -> MaildropSinkWriter:
         writer = MaildropSinkWriter(MaildropWriter(self._dir, allocator=self._ids),
                                     self._limit)
         for line in first_headers:
-            writer.write_line(line)
+            writer.write_line_now(line)
         return writer
 
     async def enqueue(self, writer: MaildropSinkWriter, envelope: Envelope,

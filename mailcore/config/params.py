@@ -157,6 +157,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ('message_size_limit', '10240000', 'size'),
     ('message_strip_characters', '', 'str'),
     ('mime_header_checks', '$header_checks', 'tables'),
+    ('mime_boundary_length_limit', '2048', 'int'),
     ('mime_nesting_limit', '100', 'int'),
     ('minimal_backoff_time', '300s', 'time'),
     ('mydestination', '$myhostname, localhost.$mydomain, localhost', 'list'),

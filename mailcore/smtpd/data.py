@@ -26,7 +26,7 @@ _HEADER_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
 class LineSink(Protocol):
-    def write_line(self, line: bytes) -> None: ...
+    async def write_line(self, line: bytes) -> None: ...
 
 
 class Feed:
@@ -38,7 +38,7 @@ class Feed:
         self._in_headers = True
         self._seen_header = False
 
-    def line(self, data: bytes, *, continued: bool) -> None:
+    async def line(self, data: bytes, *, continued: bool) -> None:
         if self.rejected is not None:
             return
         if continued:
@@ -51,7 +51,7 @@ class Feed:
             elif not folded:
                 self._in_headers = False
         try:
-            self._writer.write_line(data)
+            await self._writer.write_line(data)
         except CleanupReject as exc:
             self.rejected = exc
 
@@ -66,7 +66,7 @@ async def receive(lines: LineReader, feed: Feed, *, limit: int, forbid_bare_lf: 
         if ending == BARE_LF and forbid_bare_lf:
             return BARE_LF
         if previous == CUT:
-            feed.line(data, continued=True)
+            await feed.line(data, continued=True)
         else:
             if data == b".":
                 # Only CRLF . CRLF ends DATA: a dot line after a bare-LF line is content.
@@ -74,5 +74,5 @@ async def receive(lines: LineReader, feed: Feed, *, limit: int, forbid_bare_lf: 
                     return END
             elif data[:1] == b".":
                 data = data[1:]
-            feed.line(data, continued=False)
+            await feed.line(data, continued=False)
         previous = ending

@@ -51,8 +51,9 @@ class MessageSink(Protocol):
 
     def new_queue_id(self) -> str: ...
 
-    def open(self, *, queue_id: str, sender: str, local_submission: bool,
-             first_headers: list[bytes]) -> MessageWriter: ...
+    async def open(self, *, queue_id: str, sender: str, local_submission: bool,
+                   first_headers: list[bytes], client: ClientInfo | None = None,
+                   recipient: str = "") -> MessageWriter: ...
 
     async def enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str) -> str: ...
 
@@ -243,12 +244,13 @@ class Session:
             return
         tx, envelope = self.state.tx, self.state.envelope()
         assert tx is not None and tx.queue_id is not None
-        writer = self._sink.open(
+        writer = await self._sink.open(
             queue_id=tx.queue_id, sender=tx.sender, local_submission=False,
             first_headers=received_header(
                 client=envelope.client, myhostname=self.settings.myhostname,
                 mail_name=self.settings.mail_name, queue_id=tx.queue_id,
                 recipients=[r.address for r in tx.recipients]),
+            client=envelope.client, recipient=tx.recipients[0].address,
         )
         feed = data_mod.Feed(writer)
         try:

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from mailcore import maildrop
-from mailcore.cleanup import Cleanup, cleanup_settings
+from mailcore.cleanup import Cleanup
 from mailcore.config import Config, load_config
 from mailcore.log import MailLog
 from mailcore.pickup import Pickup
 from mailcore.queue import Queue, queue_paths
 from mailcore.sendmail import InputLimits, Submitter, parse_argv, submit
+from mailcore.tables import TableSet
 
 REPO = Path(__file__).resolve().parents[2]
 WHO = Submitter(uid=4321, login="alice", gecos_name="Alice L")
@@ -35,7 +36,7 @@ async def _run_pickup(config: Config, log_stream: io.StringIO):  # type: ignore[
     paths = queue_paths(config.get_path("queue_directory"))
     queue = await Queue.open(paths.root)
     log = MailLog(hostname="mx.example.com", stream=log_stream)
-    cleanup = Cleanup(cleanup_settings(config), queue, log, paths.spool)
+    cleanup = Cleanup(config, TableSet(), queue, log, paths.spool)
     return queue, Pickup(config, cleanup, log), paths
 
 
@@ -58,7 +59,7 @@ async def test_pickup_queues_with_headers_completed(tmp_path: Path) -> None:
         content = await _content(queue, msg.queue_id)
     finally:
         await queue.close()
-    assert msg.sender == "alice"
+    assert msg.sender == "alice@mx.example.com"  # append_at_myorigin
     assert [r.address for r in msg.recipients] == ["bob@example.com", "hidden@example.net"]
     headers = content.split(b"\n\n")[0].decode()
     assert headers.startswith(
@@ -66,7 +67,7 @@ async def test_pickup_queues_with_headers_completed(tmp_path: Path) -> None:
         f"\tid {msg.queue_id}; ")
     assert "Bcc" not in headers and "hidden" not in headers
     assert "Message-ID: <" in headers and f".{msg.queue_id}@mx.example.com>" in headers
-    assert "\nDate: " in headers and "\nFrom: Alice Full <alice>" in headers
+    assert "\nDate: " in headers and "\nFrom: Alice Full <alice@mx.example.com>" in headers
     assert content.endswith(b"\n\nbody\n")
     assert maildrop.oldest(paths.maildrop, 10) == []
     log = log_stream.getvalue()

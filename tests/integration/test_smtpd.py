@@ -194,7 +194,9 @@ async def test_dsn_parameters_are_kept_per_recipient(tmp_path: Path) -> None:
         [message] = await srv.messages()
         assert (message.ret, message.envid) == ("HDRS", "id+1")
         first, second = message.recipients
-        assert (first.notify, first.orcpt) == ("SUCCESS,FAILURE", "rfc822;B@example.test")
+        # cleanup's duplicate elimination normalises NOTIFY to a sorted list
+        assert set(first.notify.split(",")) == {"SUCCESS", "FAILURE"}
+        assert first.orcpt == "rfc822;B@example.test"
         assert (second.notify, second.orcpt) == ("NEVER", None)
 
 
@@ -282,7 +284,7 @@ async def test_message_size_limit_while_receiving(tmp_path: Path) -> None:
         assert lines[-3:] == ["552 5.3.4 Message size exceeds fixed limit", "250 2.0.0 Ok",
                               "221 2.0.0 Bye"]
         assert await srv.messages() == []
-        assert list((tmp_path / "spool").iterdir()) == []
+        assert list((tmp_path / "queue" / "spool").iterdir()) == []
 
 
 async def test_hopcount_limit(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ async def test_timeout_during_data_keeps_nothing(tmp_path: Path) -> None:
             b"DATA\r\nSubject: half\r\n\r\nno end"))
         assert reply_lines(transcript)[-1] == "421 4.4.2 mx.test Error: timeout exceeded"
         assert await srv.messages() == []
-        assert list((tmp_path / "spool").iterdir()) == []
+        assert list((tmp_path / "queue" / "spool").iterdir()) == []
 
 
 async def test_connection_count_limit(tmp_path: Path) -> None:

@@ -9,14 +9,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailcore.cleanup import Cleanup, cleanup_settings
+from mailcore.app import MailSystem
 from mailcore.config import Config, from_mapping
-from mailcore.dns import Resolver
 from mailcore.log import MailLog
 from mailcore.queue import Queue, QueuedMessage
-from mailcore.restrictions import Restrictions
 from mailcore.server import SmtpServer
-from mailcore.tables import TableSet
 
 BASE_SETTINGS: Mapping[str, str] = {
     "myhostname": "mx.test",
@@ -64,7 +61,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def make_config(tmp_path: Path, settings: Mapping[str, str] | None = None,
                 listen: str = "", options: str = "") -> Config:
     listen = listen or f"127.0.0.1:{free_port()}"
-    merged = {**BASE_SETTINGS, "queue_directory": str(tmp_path / "queue"), **(settings or {})}
+    merged = {**BASE_SETTINGS, "queue_directory": str(tmp_path / "queue"),
+              "shutdown_grace_time": "2s", **(settings or {})}
     master = f"{listen} inet n - n - - smtpd {options}\n"
     return from_mapping(merged, config_dir=tmp_path, master_cf=master)
 
@@ -76,18 +74,7 @@ async def running_server(tmp_path: Path, settings: Mapping[str, str] | None = No
     config = make_config(tmp_path, settings, listen, options)
     stream = io.StringIO()
     log = MailLog(hostname="mx.test", stream=stream)
-    queue = await Queue.open(config.get_path("queue_directory"))
-    spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
-    try:
-        cleanup = Cleanup(cleanup_settings(config), queue, log, spool)
-        server = SmtpServer(config, cleanup, Restrictions(config, TableSet()),
-                            Resolver.from_config(config), log)
-        await server.start()
-        try:
-            host, port = server.bound_addresses()[0]
-            yield RunningServer(server, queue, config, stream, host, port)
-        finally:
-            await server.stop(grace=2)
-    finally:
-        await queue.close()
+    async with MailSystem(config, log=log) as system:
+        assert system.smtpd is not None and system.queue is not None
+        host, port = system.smtpd.bound_addresses()[0]
+        yield RunningServer(system.smtpd, system.queue, config, stream, host, port)

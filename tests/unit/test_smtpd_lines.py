@@ -53,7 +53,7 @@ class Writer:
         self.lines: list[bytes] = []
         self.fail_on = fail_on
 
-    def write_line(self, line: bytes) -> None:
+    async def write_line(self, line: bytes) -> None:
         if line == self.fail_on:
             raise CleanupReject(554, "5.4.6", "Too many hops")
         self.lines.append(line)
@@ -126,7 +126,7 @@ async def test_memory_stays_bounded_for_a_large_message() -> None:
     class Sink:
         count = 0
 
-        def write_line(self, data_line: bytes) -> None:
+        async def write_line(self, data_line: bytes) -> None:
             Sink.count += 1
 
     tracemalloc.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailcore.cleanup import CleanupSettings, MessageWriter
+from mailcore.cleanup import CleanupSettings, MessageWriter, open_writer
 from mailcore.log import MailLog
 from mailcore.model import ClientInfo, Envelope
 from mailcore.queue import QueueFullError, QueueWriteError
@@ -45,14 +45,15 @@ class Sink:
     def new_queue_id(self) -> str:
         return f"Q{len(self.enqueued)}"
 
-    def open(self, *, queue_id: str, sender: str, local_submission: bool,
-             first_headers: list[bytes]) -> MessageWriter:
-        return MessageWriter(CleanupSettings(myhostname="mx.test"), self.tmp / queue_id,
-                             queue_id=queue_id, sender=sender, local_submission=False,
-                             first_headers=first_headers)
+    async def open(self, *, queue_id: str, sender: str, local_submission: bool,
+                   first_headers: list[bytes], client: object = None,
+                   recipient: str = "") -> MessageWriter:
+        return await open_writer(CleanupSettings(myhostname="mx.test"), self.tmp / queue_id,
+                                 queue_id=queue_id, sender=sender, local_submission=False,
+                                 first_headers=first_headers)
 
     async def enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str) -> str:
-        cleaned = writer.finish()
+        cleaned = await writer.finish()
         if self.error is not None:
             cleaned.spool_path.unlink()
             raise self.error
