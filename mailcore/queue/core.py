@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 
 import aiosqlite
 
+from mailcore.model import RecipientResult
 from mailcore.queue import reads, schema, writes
 from mailcore.queue.space import free_space_ok
 from mailcore.queue.types import (
@@ -132,6 +133,51 @@ class Queue:
     async def delete(self, queue_id: str) -> bool:
         """Remove a message with its recipients and content; False if it was not there."""
         return await self._writer.submit(lambda db: writes.delete_message(db, queue_id))
+
+    async def record_results(
+        self,
+        queue_id: str,
+        results: Iterable[RecipientResult] = (),
+        *,
+        state: str | None = None,
+        next_attempt: float | None = None,
+        last_attempt: float | None = None,
+        attempt_count: int | None = None,
+        warned_delay: bool | None = None,
+        notified: Iterable[int] = (),
+    ) -> None:
+        """In one transaction: each recipient's outcome (status, dsn, reason, relay; done when
+        sent or bounced), the ``notified`` flag of the given recipient seqs, and the message
+        fields given (None leaves a field unchanged). KeyError for an unknown message or
+        recipient, and then nothing is stored."""
+        rows = tuple(results)
+        seqs = tuple(notified)
+        update = writes.MessageUpdate(
+            state, next_attempt, last_attempt, attempt_count, warned_delay
+        )
+        await self._writer.submit(
+            lambda db: writes.record_results(db, queue_id, rows, update, seqs)
+        )
+
+    async def transition(
+        self, queue_id: str, from_state: str, to_state: str, *, next_attempt: float | None = None
+    ) -> bool:
+        """Compare-and-set of a message's state; False when it is no longer in ``from_state``."""
+        return await self._writer.submit(
+            lambda db: writes.transition(db, queue_id, from_state, to_state, next_attempt)
+        )
+
+    async def page(self, state: str, after: str, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` messages in ``state`` with queue_id > ``after`` (keyset paging)."""
+        async with self._read_lock:
+            return await reads.fetch_page(self._reader_db, state, after, limit)
+
+    async def due_page(
+        self, state: str, now: float, after: str, limit: int
+    ) -> list[QueuedMessage]:
+        """Like ``page``, only messages whose next_attempt is unset or not after ``now``."""
+        async with self._read_lock:
+            return await reads.fetch_due_page(self._reader_db, state, now, after, limit)
 
     async def free_space_ok(self, min_free_bytes: int, message_size: int) -> bool:
         """queue_minfree check for a message of ``message_size`` bytes (see space.py)."""

@@ -69,6 +69,12 @@ async def fetch_page(
     """Up to ``limit`` messages with queue_id > ``after``, in queue_id order."""
     where = "queue_id > ?" if state is None else "state = ? AND queue_id > ?"
     params: tuple = (after,) if state is None else (state, after)
+    return await _page(db, where, params, limit)
+
+
+async def _page(
+    db: aiosqlite.Connection, where: str, params: tuple, limit: int
+) -> list[QueuedMessage]:
     subquery = f"SELECT queue_id FROM messages WHERE {where} ORDER BY queue_id LIMIT {int(limit)}"
     messages, recipients = await _in_snapshot(
         db,
@@ -123,3 +129,16 @@ async def fetch_chunk(db: aiosqlite.Connection, queue_id: str, seq: int) -> byte
         )
     )
     return bytes(rows[0][0]) if rows else None
+
+
+async def fetch_due_page(
+    db: aiosqlite.Connection, state: str, now: float, after: str, limit: int
+) -> list[QueuedMessage]:
+    """Up to ``limit`` messages in ``state`` whose next_attempt is unset or not after ``now``,
+    with queue_id > ``after``, in queue_id order.
+
+    Walking the state index in queue_id order makes one pass over a large deferred queue
+    linear in its size (like Postfix's directory scan), and rows re-deferred during the pass
+    drop out by their new next_attempt."""
+    where = "state = ? AND queue_id > ? AND ifnull(next_attempt, 0) <= ?"
+    return await _page(db, where, (state, after, now), limit)

@@ -11,14 +11,21 @@ is never held in memory, and the event loop never blocks on the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
+from mailcore.model import RecipientResult
 from mailcore.queue import schema
-from mailcore.queue.types import STATES, NewMessage, QueueWriteError, RecoveryReport
+from mailcore.queue.types import (
+    RECIPIENT_STATUSES,
+    STATES,
+    NewMessage,
+    QueueWriteError,
+    RecoveryReport,
+)
 
 CHUNK_SIZE = 256 * 1024
 _ID_TRIES = 16
@@ -134,3 +141,77 @@ async def recover(db: aiosqlite.Connection, path: Path) -> RecoveryReport:
         corrupt_ids=tuple(damaged),
         orphans_removed=orphans,
     )
+
+
+@dataclass(frozen=True)
+class MessageUpdate:
+    """Message-row fields that ``record_results`` changes; None leaves a field as it is."""
+
+    state: str | None = None
+    next_attempt: float | None = None
+    last_attempt: float | None = None
+    attempt_count: int | None = None
+    warned_delay: bool | None = None
+
+
+_DONE_STATUSES = ("sent", "bounced")
+
+
+async def record_results(
+    db: aiosqlite.Connection,
+    queue_id: str,
+    results: Iterable[RecipientResult],
+    update: MessageUpdate,
+    notified: Iterable[int],
+) -> None:
+    """Recipient outcomes, notice flags and message fields of one message, all or nothing."""
+    if update.state is not None and update.state not in STATES:
+        raise ValueError(f"unknown queue state {update.state!r}")
+    cursor = await db.execute(
+        "UPDATE messages SET state = coalesce(?, state),"
+        " next_attempt = coalesce(?, next_attempt), last_attempt = coalesce(?, last_attempt),"
+        " attempt_count = coalesce(?, attempt_count), warned_delay = coalesce(?, warned_delay)"
+        " WHERE queue_id = ?",
+        (
+            update.state, update.next_attempt, update.last_attempt, update.attempt_count,
+            None if update.warned_delay is None else int(update.warned_delay), queue_id,
+        ),
+    )  # fmt: skip
+    if cursor.rowcount == 0:
+        raise KeyError(queue_id)
+    rows = []
+    for result in results:
+        if result.status not in RECIPIENT_STATUSES or result.status == "pending":
+            raise ValueError(f"{queue_id}: bad recipient status {result.status!r}")
+        done = int(result.status in _DONE_STATUSES)
+        rows.append(
+            (result.status, result.dsn, result.reason, result.relay, done, queue_id, result.seq)
+        )
+    for row in rows:
+        cursor = await db.execute(
+            "UPDATE recipients SET status = ?, dsn_status = ?, reason = ?, relay = ?, done = ?"
+            " WHERE queue_id = ? AND seq = ?",
+            row,
+        )
+        if cursor.rowcount == 0:
+            raise KeyError(f"{queue_id}: no recipient {row[-1]}")
+    await db.executemany(
+        "UPDATE recipients SET notified = 1 WHERE queue_id = ? AND seq = ?",
+        [(queue_id, seq) for seq in notified],
+    )
+
+
+async def transition(
+    db: aiosqlite.Connection, queue_id: str, from_state: str, to_state: str,
+    next_attempt: float | None,
+) -> bool:
+    """Move a message only if it is still in ``from_state`` (it may have been held, deleted
+    or moved since it was read); False when it was not."""
+    if to_state not in STATES or from_state not in STATES:
+        raise ValueError(f"unknown queue state {from_state!r} or {to_state!r}")
+    cursor = await db.execute(
+        "UPDATE messages SET state = ?, next_attempt = coalesce(?, next_attempt)"
+        " WHERE queue_id = ? AND state = ?",
+        (to_state, next_attempt, queue_id, from_state),
+    )
+    return cursor.rowcount > 0

@@ -211,3 +211,12 @@ def test_comment_out(tmp_path):
     missing = comment_out_main_cf(path, ["mydestination", "relayhost"])
     assert missing == ["relayhost"]
     assert path.read_text() == "myhostname = a\n#mydestination = x,\n#  y\n"
+
+
+def test_concurrency_feedback_accepts_postfix_fractions():
+    config = from_mapping({
+        "myhostname": "mx.example.com",
+        "default_destination_concurrency_positive_feedback": "1/concurrency",
+        "default_destination_concurrency_negative_feedback": "1/8",
+    })
+    assert config.get("default_destination_concurrency_negative_feedback") == "1/8"
