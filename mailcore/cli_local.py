@@ -97,17 +97,12 @@ def do_newaliases(args: sm.SendmailArgs, config: Config) -> int:
 
 
 def do_stdio_smtp(config: Config) -> int:
-    server: Any = importlib.import_module("mailcore.server")
-    serve_stdio = getattr(server, "serve_stdio", None)
-    if serve_stdio is None:
-        raise sm.SendmailExit(sm.EX_UNAVAILABLE, "-bs (SMTP on standard input) is not "
-                              "available yet: mailcore.server has no serve_stdio")
+    """``-bs``: an SMTP session on stdin/stdout whose messages go into the maildrop."""
+    from mailcore.server import serve_stdio
+
     sink = sm.MaildropSink(_maildrop_dir(config), sm.Submitter.current(),
                            config.get_size("message_size_limit"))
-    result = serve_stdio(config, sink)
-    if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
-    return int(result or 0)
+    return asyncio.run(serve_stdio(config, sink))
 
 
 def dispatch(args: sm.SendmailArgs, config: Config, *, stdin: BinaryIO, out: TextIO,

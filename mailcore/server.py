@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from mailcore.smtpd.policy import Policy
 from mailcore.smtpd.session import MessageSink, NameResolver, Session
 from mailcore.smtpd.settings import SmtpdSettings, reply, smtpd_settings
 
-__all__ = ["MessageSink", "SmtpServer"]
+__all__ = ["MessageSink", "SmtpServer", "serve_stdio"]
 
 
 class _Edge(_AioSmtp):
@@ -197,3 +198,56 @@ def _interfaces(config: Config) -> list[str]:
     if "loopback-only" in items:
         return ["127.0.0.1", "::1"] if socket.has_ipv6 else ["127.0.0.1"]
     return [i.strip("[]") for i in items]
+
+
+class _StdioStream:
+    """Standard input and output as one SMTP stream (``sendmail -bs``).
+
+    Reads go through a thread because stdin may be a regular file, which asyncio's pipe
+    transports refuse; replies are small and written straight to the descriptor."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self._read_fd, self._write_fd = read_fd, write_fd
+
+    async def read(self, n: int) -> bytes:
+        return await asyncio.to_thread(os.read, self._read_fd, n)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._write_fd, view)
+            view = view[written:]
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+STDIO_CLIENT = ClientInfo(address="127.0.0.1", name="localhost", reverse_name="localhost")
+
+
+async def serve_stdio(config: Config, sink: MessageSink, *, read_fd: int = 0,
+                      write_fd: int = 1, log: MailLog | None = None) -> int:
+    """One SMTP session on standard input/output, as Postfix's ``sendmail -bs`` runs smtpd
+    stand-alone: the local user is the client localhost[127.0.0.1], no peer name lookups,
+    and accepted messages go to ``sink`` (the maildrop). Returns the exit status."""
+    from mailcore.log import open_maillog
+    from mailcore.restrictions import Restrictions
+    from mailcore.tables import TableSet
+
+    settings = smtpd_settings(config)
+    log = log or open_maillog(config.get, config.config_dir)
+    tables = TableSet(base_dir=config.config_dir)
+    try:
+        session = Session(
+            settings, _StdioStream(read_fd, write_fd), STDIO_CLIENT, sink=sink,
+            restrictions=Restrictions(config, tables), resolver=None, log=log,
+            space_ok=lambda size: free_space_ok(settings.queue_directory,
+                                                settings.queue_minfree, size),
+        )
+        await session.run()
+    finally:
+        tables.close()
+    return 0
