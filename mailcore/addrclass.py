@@ -42,8 +42,9 @@ class DomainClassifier:
                                          match_subdomains=False)
         self._virtual_mailbox = DomainList(config.get_list("virtual_mailbox_domains"), tables,
                                            match_subdomains=False)
-        self._relay = DomainList(config.get_list("relay_domains"), tables,
-                                 match_subdomains=True)
+        self._relay = DomainList(
+            config.get_list("relay_domains"), tables,
+            match_subdomains="relay_domains" in config.get_list("parent_domain_matches_subdomains"))
         self._own_addresses = _own_addresses(config)
 
     async def classify(self, domain: str) -> AddressClass:

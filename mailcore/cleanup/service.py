@@ -66,6 +66,7 @@ class Cleanup:
         self._checks = ContentChecks(config, tables,
                                      warn=lambda text: log.warning("cleanup", text))
         self._on_enqueued = on_enqueued
+        self._filter = config.get("content_filter")
 
     def new_queue_id(self) -> str:
         return self._queue.new_queue_id()
@@ -148,8 +149,10 @@ class Cleanup:
     def _new_message(self, envelope: Envelope, cleaned: CleanedMessage,
                      queue_id: str) -> NewMessage:
         attrs = envelope_attrs(envelope)
-        if cleaned.verdict.filter:
-            attrs["content_filter"] = cleaned.verdict.filter
+        # A FILTER action beats content_filter from main.cf (or a listener's -o), as in Postfix.
+        content_filter = cleaned.verdict.filter or attrs.get("content_filter") or self._filter
+        if content_filter:
+            attrs["content_filter"] = content_filter
         return NewMessage(
             sender=envelope.sender,
             recipients=tuple(NewRecipient(r.address, r.orig_rcpt, r.notify, r.orcpt)

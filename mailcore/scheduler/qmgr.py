@@ -47,7 +47,9 @@ from mailcore.scheduler.loglines import delivery_line
 from mailcore.scheduler.scan import Scan
 from mailcore.scheduler.settings import scheduler_settings, transport_settings
 
-Resolver = Callable[[str, str], Awaitable[Route]]
+# (the message, one of its recipients) -> where that recipient goes; the message carries the
+# sender and attributes such as content_filter that decide the route.
+Resolver = Callable[[QueuedMessage, str], Awaitable[Route]]
 Agent = Callable[[DeliveryRequest], Awaitable[DeliveryResult]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -294,7 +296,7 @@ class QueueManager:
         refused: list[RecipientResult] = []
         for rcpt in pending:
             try:
-                route = await self.resolver(message.sender, rcpt.address)
+                route = await self.resolver(message, rcpt.address)
             except Exception as exc:  # a resolver failure defers; it never loses the message
                 self.log.warning(SERVICE, f"{message.queue_id}: resolve {rcpt.address}: {exc}")
                 refused.append(RecipientResult(rcpt.seq, R_DEFERRED, *RESOLVE_FAILED))
@@ -463,7 +465,7 @@ class QueueManager:
             if rcpt.address.rpartition("@")[2].lower().rstrip(".") == site:
                 return True
             with contextlib.suppress(Exception):
-                route = await self.resolver(message.sender, rcpt.address)
+                route = await self.resolver(message, rcpt.address)
                 if _nexthop_host(route.nexthop) == site:
                     return True
         return False

@@ -72,7 +72,7 @@ class RecordingNotifier:
         self.actions.update(actions or {})
 
 
-async def resolve(sender: str, recipient: str) -> Route:
+async def resolve(message: QueuedMessage, recipient: str) -> Route:
     domain = recipient.rpartition("@")[2]
     transport = "local" if domain == "localhost" else "smtp"
     return Route(transport, domain, recipient)
