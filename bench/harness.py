@@ -1,0 +1,143 @@
+"""Shared pieces of the benchmarks: loopback ports, waiting for an SMTP banner, driving a
+target with Postfix's smtp-source, and reading a queue count from mailq-format output.
+
+Must not: start or stop servers (postfix_instance.py and mailcore_instance.py do), or use
+any address outside 127.0.0.0/8. Invariants: every wait has a deadline and every loop a bound
+on its iterations; a failure is a BenchError whose text says what went wrong and, where a
+program wrote something, ends with what it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+SMTP_SOURCE_PATHS = ("/usr/sbin/smtp-source", "/usr/bin/smtp-source")
+_MAILQ_TOTAL = re.compile(r"^-- \d+ Kbytes in (\d+) Requests?\.$", re.MULTILINE)
+_MAILQ_EMPTY = "Mail queue is empty"
+
+
+class BenchError(Exception):
+    """A target could not be set up, driven or checked; the text is for the reader."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What smtp-source sends: the same for every target in one run."""
+
+    messages: int
+    sessions: int
+    size: int  # body bytes (smtp-source -l), headers not included
+    reuse: bool  # smtp-source -d: several messages per connection
+    sender: str = "from@bench.test"
+    recipient: str = "to@bench.test"
+    helo: str = "bench.test"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody was listening on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file, or a note that it is missing (for error messages)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"({path}: {exc.strerror})"
+    return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
+
+
+def wait_for_banner(port: int, *, timeout: float, gone: Callable[[], str | None]) -> None:
+    """Return once 127.0.0.1:port greets with 220; raise BenchError after ``timeout`` seconds
+    or as soon as ``gone()`` returns a reason (the server process died)."""
+    deadline = time.monotonic() + timeout
+    last = "no connection yet"
+    for _attempt in range(int(timeout / 0.05) + 1):
+        reason = gone()
+        if reason is not None:
+            raise BenchError(reason)
+        try:
+            greeting = _read_banner(port)
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if greeting.startswith("220"):
+                return
+            last = f"greeting {greeting!r}"
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    raise BenchError(f"127.0.0.1:{port} did not greet with 220 within {timeout:g}s ({last})")
+
+
+def _read_banner(port: int) -> str:
+    with socket.create_connection((LOOPBACK, port), timeout=2.0) as sock:
+        data = b""
+        for _chunk in range(64):  # a banner is one line; bounded in case it never ends
+            piece = sock.recv(512)
+            data += piece
+            if not piece or b"\n" in data:
+                break
+        if data.startswith(b"220"):
+            sock.sendall(b"QUIT\r\n")
+            sock.recv(512)
+        return data.decode("ascii", "replace").strip()
+
+
+def find_smtp_source() -> str | None:
+    for candidate in (shutil.which("smtp-source"), *SMTP_SOURCE_PATHS):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def smtp_source_command(tool: str, workload: Workload, port: int, messages: int) -> list[str]:
+    """smtp-source's arguments. -M gives the HELO name, so smtp-source looks up no host name."""
+    command = [tool, "-s", str(workload.sessions), "-m", str(messages),
+               "-l", str(workload.size), "-f", workload.sender, "-t", workload.recipient,
+               "-M", workload.helo]
+    if workload.reuse:
+        command.append("-d")
+    command.append(f"{LOOPBACK}:{port}")
+    return command
+
+
+def run_smtp_source(tool: str, workload: Workload, port: int, messages: int,
+                    time_limit: float) -> float:
+    """Send ``messages`` messages and return the wall-clock seconds it took. smtp-source stops
+    at the first reply that is not the expected success, so exit status 0 means every message
+    got its 250."""
+    command = smtp_source_command(tool, workload, port, messages)
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace",
+                              timeout=time_limit, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"smtp-source did not finish {messages} messages within "
+                         f"{time_limit:g}s (killed)") from exc
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip())[-800:]
+        raise BenchError(f"smtp-source exited with status {done.returncode}: {said}")
+    return elapsed
+
+
+def mailq_count(text: str) -> int:
+    """The number of messages in mailq-format output (Postfix's postqueue -p, mailcore queue
+    list): the figure in the closing "-- N Kbytes in M Requests." line."""
+    if _MAILQ_EMPTY in text:
+        return 0
+    totals = _MAILQ_TOTAL.findall(text)
+    if not totals:
+        raise BenchError(f"no queue total in the listing: {text.strip()[-300:]!r}")
+    return int(totals[-1])
