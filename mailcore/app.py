@@ -16,13 +16,26 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailcore.addrclass import DomainClassifier
+from mailcore.bounce import Notifier
 from mailcore.cleanup import Cleanup
 from mailcore.config import Config
+from mailcore.delivery.agents import build_agents
 from mailcore.dns import Resolver
 from mailcore.log import MailLog, open_maillog
+from mailcore.model import Route
 from mailcore.pickup import Pickup
-from mailcore.queue import Queue, make_queue_dirs, minfree_warning, queue_paths
+from mailcore.queue import (
+    NewMessage,
+    Queue,
+    QueuedMessage,
+    make_queue_dirs,
+    minfree_warning,
+    queue_paths,
+)
 from mailcore.restrictions import Restrictions
+from mailcore.rewrite import AddressResolver
+from mailcore.scheduler import QueueManager
 from mailcore.server import SmtpServer
 from mailcore.tables import TableSet
 
@@ -45,8 +58,9 @@ class MailSystem:
         self.queue: Queue | None = None
         self.smtpd: SmtpServer | None = None
         self._tables: TableSet | None = None
+        self.qmgr: QueueManager | None = None
         self._pickup: Pickup | None = None
-        self._pickup_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         config = self.config
@@ -61,14 +75,48 @@ class MailSystem:
                                       group_commit=config.get_bool("queue_group_commit"))
         self._log_recovery(self.queue.recovery)
         self._tables = TableSet(base_dir=config.config_dir)
-        cleanup = Cleanup(config, self._tables, self.queue, self.log, self.paths.spool)
+        dns = Resolver.from_config(config)
+        cleanup = Cleanup(config, self._tables, self.queue, self.log, self.paths.spool,
+                          on_enqueued=self._new_mail)
+        self.qmgr = self._queue_manager(config, cleanup, dns)
+        self._tasks.append(asyncio.create_task(self.qmgr.run(), name="qmgr"))
         self.smtpd = SmtpServer(config, cleanup, Restrictions(config, self._tables),
-                                Resolver.from_config(config), self.log)
+                                dns, self.log)
         await self.smtpd.start()
         self._pickup = Pickup(config, cleanup, self.log, self._clock)
-        self._pickup_task = asyncio.create_task(self._pickup.run(), name="pickup")
+        self._tasks.append(asyncio.create_task(self._pickup.run(), name="pickup"))
         self.log.info("master", f"daemon started -- version {config.get('mail_version')}, "
                       f"configuration {config.config_dir}")
+
+    def _queue_manager(self, config: Config, cleanup: Cleanup, dns: Resolver) -> QueueManager:
+        assert self.queue is not None and self._tables is not None
+        queue, tables = self.queue, self._tables
+        resolver = AddressResolver(config, tables, DomainClassifier(config, tables),
+                                   cleanup.rewriter)
+
+        async def route(message: QueuedMessage, recipient: str) -> Route:
+            resolution = await resolver.resolve(
+                recipient, sender=message.sender,
+                content_filter=message.attrs.get("content_filter"))
+            return resolution.route
+
+        notifier = Notifier(config, self._enqueue_notice, queue.read_content, self.log,
+                            new_queue_id=queue.new_queue_id, clock=self._clock)
+        agents = build_agents(config, dns, queue.read_content, tables=tables, cleanup=cleanup,
+                              log=self.log)
+        return QueueManager(config, queue, route, agents, self.log, notifier=notifier,
+                            clock=self._clock,
+                            shutdown_grace=config.get_time("shutdown_grace_time"))
+
+    async def _enqueue_notice(self, message: NewMessage) -> str:
+        assert self.queue is not None
+        queue_id = await self.queue.enqueue(message)
+        self._new_mail(queue_id)
+        return queue_id
+
+    def _new_mail(self, queue_id: str) -> None:
+        if self.qmgr is not None:
+            self.qmgr.wakeup()
 
     def _log_recovery(self, report) -> None:  # type: ignore[no-untyped-def]
         if report is None:
@@ -87,10 +135,13 @@ class MailSystem:
         grace = self.config.get_time("shutdown_grace_time")
         if self.smtpd is not None:
             await self.smtpd.stop(grace)
-        if self._pickup_task is not None:
-            self._pickup_task.cancel()
+        if self.qmgr is not None:
+            self.qmgr.stop()  # in-flight deliveries finish or are recorded as deferred
+        for task in reversed(self._tasks):
+            if task.get_name() != "qmgr":
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pickup_task
+                await task
         if self.queue is not None:
             await self.queue.close()
         if self._tables is not None:

@@ -21,6 +21,9 @@ BASE_SETTINGS: Mapping[str, str] = {
     "mydestination": "mx.test, example.test",
     "mynetworks": "127.0.0.1/32",
     "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+    # Postfix's default (unix:passwd.byname + hash:/etc/aliases) would refuse the tests'
+    # made-up local users at RCPT; tests of recipient validation set it themselves.
+    "local_recipient_maps": "",
     "smtpd_peername_lookup": "no",
     "smtpd_forbid_bare_newline": "yes",
     "smtpd_error_sleep_time": "0",
@@ -59,19 +62,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def make_config(tmp_path: Path, settings: Mapping[str, str] | None = None,
-                listen: str = "", options: str = "") -> Config:
+                listen: str = "", options: str = "", services: str = "") -> Config:
     listen = listen or f"127.0.0.1:{free_port()}"
     merged = {**BASE_SETTINGS, "queue_directory": str(tmp_path / "queue"),
               "shutdown_grace_time": "2s", **(settings or {})}
-    master = f"{listen} inet n - n - - smtpd {options}\n"
+    master = f"{listen} inet n - n - - smtpd {options}\n{services}"
     return from_mapping(merged, config_dir=tmp_path, master_cf=master)
 
 
 @asynccontextmanager
 async def running_server(tmp_path: Path, settings: Mapping[str, str] | None = None,
-                         *, listen: str = "", options: str = ""
+                         *, listen: str = "", options: str = "", services: str = ""
                          ) -> AsyncIterator[RunningServer]:
-    config = make_config(tmp_path, settings, listen, options)
+    """``services``: extra master.cf lines (delivery transports) for tests that deliver."""
+    config = make_config(tmp_path, settings, listen, options, services)
     stream = io.StringIO()
     log = MailLog(hostname="mx.test", stream=stream)
     async with MailSystem(config, log=log) as system:
