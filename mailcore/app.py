@@ -20,7 +20,7 @@ from mailcore.addrclass import DomainClassifier
 from mailcore.bounce import Notifier
 from mailcore.cleanup import Cleanup
 from mailcore.config import Config
-from mailcore.delivery.agents import build_agents
+from mailcore.delivery.agents import AgentContext, build_agents
 from mailcore.dns import Resolver
 from mailcore.log import MailLog, open_maillog
 from mailcore.model import Route
@@ -91,8 +91,8 @@ class MailSystem:
     def _queue_manager(self, config: Config, cleanup: Cleanup, dns: Resolver) -> QueueManager:
         assert self.queue is not None and self._tables is not None
         queue, tables = self.queue, self._tables
-        resolver = AddressResolver(config, tables, DomainClassifier(config, tables),
-                                   cleanup.rewriter)
+        classifier = DomainClassifier(config, tables)
+        resolver = AddressResolver(config, tables, classifier, cleanup.rewriter)
 
         async def route(message: QueuedMessage, recipient: str) -> Route:
             resolution = await resolver.resolve(
@@ -102,8 +102,8 @@ class MailSystem:
 
         notifier = Notifier(config, self._enqueue_notice, queue.read_content, self.log,
                             new_queue_id=queue.new_queue_id, clock=self._clock)
-        agents = build_agents(config, dns, queue.read_content, tables=tables, cleanup=cleanup,
-                              log=self.log)
+        agents = build_agents(config, AgentContext(dns, queue.read_content, tables, cleanup,
+                                                   classifier, self.log))
         return QueueManager(config, queue, route, agents, self.log, notifier=notifier,
                             clock=self._clock,
                             shutdown_grace=config.get_time("shutdown_grace_time"))
