@@ -80,7 +80,8 @@ class MailSystem:
                           on_enqueued=self._new_mail)
         self.qmgr = self._queue_manager(config, cleanup, dns)
         self._tasks.append(asyncio.create_task(self.qmgr.run(), name="qmgr"))
-        self.smtpd = SmtpServer(config, cleanup, Restrictions(config, self._tables),
+        self.smtpd = SmtpServer(config, cleanup,
+                                Restrictions(config, self._tables, resolver=dns),
                                 dns, self.log)
         await self.smtpd.start()
         self._pickup = Pickup(config, cleanup, self.log, self._clock)

@@ -2,9 +2,10 @@
 
 Owns: building a resolver from main.cf (``dns_nameservers``, mailcore's own host[:port] list,
 empty = the system's resolv.conf; ``dns_timeout``), the lookups smtpd needs (PTR, A+AAAA and
-Postfix's forward-confirmed reverse lookup of a client) and the classification of every
-answer as found / not found (NXDOMAIN, no data: permanent) / temporary (SERVFAIL, timeout,
-no answer from any server).
+Postfix's forward-confirmed reverse lookup of a client), the lookups smtpd's restrictions
+need (MX, TXT for DNS block lists, "can this domain receive mail" as A/AAAA/MX) and the
+classification of every answer as found / not found (NXDOMAIN, no data: permanent) /
+temporary (SERVFAIL, timeout, no answer from any server).
 
 Must not: retry on its own (callers decide), raise dnspython exceptions to callers, or use the
 system's getaddrinfo/gethostbyaddr. MX lookups (issue 5) belong here too, as more methods on
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -125,6 +127,10 @@ class Resolver:
 
     async def query(self, name: str, rdtype: str) -> DnsResult:
         """One lookup of ``rdtype`` records, classified; never raises dnspython errors."""
+        return await self._lookup(name, rdtype, _text)
+
+    async def _lookup(self, name: str, rdtype: str,
+                      render: Callable[[object], str]) -> DnsResult:
         try:
             answer = await self._resolver.resolve(name, rdtype, search=False,
                                                   raise_on_no_answer=False)
@@ -139,7 +145,34 @@ class Resolver:
             return DnsResult(TEMPORARY, detail=f"{name}: {type(exc).__name__}")
         if answer.rrset is None:
             return DnsResult(NOT_FOUND, detail=f"{name}: no {rdtype} record")
-        return DnsResult(FOUND, tuple(_text(rdata) for rdata in answer.rrset))
+        return DnsResult(FOUND, tuple(render(rdata) for rdata in answer.rrset))
+
+    async def mx(self, name: str) -> DnsResult:
+        """MX records as ``"preference host"`` (host lower-case, no trailing dot), best first."""
+        result = await self._lookup(name, "MX", _mx_text)
+        if not result.found:
+            return result
+        ordered = sorted(result.values, key=lambda v: (int(v.split(" ", 1)[0]), v))
+        return DnsResult(FOUND, tuple(ordered))
+
+    async def txt(self, name: str) -> DnsResult:
+        """TXT records, each record's strings joined, decoded as UTF-8."""
+        return await self._lookup(name, "TXT", _txt_text)
+
+    async def mail_domain(self, name: str) -> DnsResult:
+        """Whether a domain can receive mail at all: an A, AAAA or MX record (Postfix's
+        reject_unknown_*_domain). The first type found answers; TEMPORARY wins over
+        NOT_FOUND when nothing is found."""
+        temporary: DnsResult | None = None
+        for rdtype in ("A", "AAAA", "MX"):
+            result = await self.query(name, rdtype)
+            if result.found:
+                return result
+            if result.temporary:
+                temporary = temporary or result
+            elif result.detail.endswith("host not found"):
+                break  # NXDOMAIN: no other type can exist
+        return temporary or DnsResult(NOT_FOUND, detail=f"{name}: host not found")
 
     async def ptr(self, address: str) -> DnsResult:
         try:
@@ -186,6 +219,17 @@ def _text(rdata: object) -> str:
     if getattr(rdata, "rdtype", None) in (dns.rdatatype.PTR, dns.rdatatype.CNAME):
         return text.rstrip(".").lower()
     return text
+
+
+def _mx_text(rdata: object) -> str:
+    preference = getattr(rdata, "preference", 0)
+    exchange = str(getattr(rdata, "exchange", "")).rstrip(".").lower()
+    return f"{preference} {exchange}"
+
+
+def _txt_text(rdata: object) -> str:
+    strings = getattr(rdata, "strings", ())
+    return b"".join(strings).decode("utf-8", "replace")
 
 
 def _valid_hostname(name: str) -> bool:

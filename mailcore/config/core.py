@@ -179,6 +179,8 @@ def load_config(config_dir: Path | str | None = None) -> Config:
     directory = Path(config_dir or os.environ.get("MAILCORE_CONFIG_DIR") or "/etc/mailcore")
     if not directory.is_dir():
         raise ConfigError("configuration directory does not exist", file=str(directory))
+    # $config_directory and relative table paths must not depend on the working directory.
+    directory = directory.resolve()
     main_path = directory / "main.cf"
     text = _read(main_path)
     explicit: dict[str, str] = {}

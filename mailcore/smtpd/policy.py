@@ -2,9 +2,11 @@
 
 Owns: per-session state (HELO name, the mail transaction, error and junk counters, the
 per-command counts of the disconnect log line), MAIL/RCPT parameter handling (SIZE, BODY,
-SMTPUTF8, RET, ENVID, NOTIFY, ORCPT), sequencing, restriction calls at each stage, and the
-reject log lines. Every handler returns a ``Reply``; DATA returns a 354 and leaves reading
-the content to session.py.
+SMTPUTF8, RET, ENVID, NOTIFY, ORCPT), sequencing, restriction calls at each stage (the facts
+they see, the defer_if_permit state carried between stages, the transaction's access-table
+effects: HOLD, DISCARD, REDIRECT, FILTER, PREPEND), and the reject/warn/hold log lines.
+Every handler returns a ``Reply``; DATA returns a 354 and leaves reading the content to
+session.py.
 
 Must not: read or write the network, sleep, or touch the queue (it asks the sink only for a
 queue ID, and ``space_ok`` for queue_minfree).
@@ -32,7 +34,7 @@ from mailcore.address import (
 )
 from mailcore.log import MailLog
 from mailcore.model import ClientInfo, Envelope, EnvelopeRecipient
-from mailcore.restrictions import PERMIT, Facts, Verdict
+from mailcore.restrictions import Deferral, Facts, Verdict
 from mailcore.smtpd.settings import Reply, SmtpdSettings, reply
 
 COMMAND_ORDER = ("helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
@@ -62,6 +64,25 @@ class Policy(Protocol):
 
 
 @dataclass
+class Effects:
+    """What access-table actions asked of cleanup for this transaction (Postfix keeps them
+    until the transaction ends, whether or not the command that set them was accepted)."""
+
+    hold: bool = False
+    discard: bool = False
+    redirect: str | None = None
+    filter: str | None = None
+    prepend: list[str] = field(default_factory=list)
+
+    def add(self, verdict: Verdict) -> None:
+        self.hold = self.hold or verdict.hold
+        self.discard = self.discard or verdict.discard
+        self.redirect = verdict.redirect or self.redirect
+        self.filter = verdict.filter or self.filter
+        self.prepend.extend(h for h in verdict.prepend if h not in self.prepend)
+
+
+@dataclass
 class Transaction:
     sender: str
     size: int = 0
@@ -72,6 +93,7 @@ class Transaction:
     recipients: list[EnvelopeRecipient] = field(default_factory=list)
     queue_id: str | None = None
     started: float = field(default_factory=time.time)
+    effects: Effects = field(default_factory=Effects)
 
 
 @dataclass
@@ -83,6 +105,8 @@ class SessionState:
     errors: int = 0
     junk: int = 0
     counts: dict[str, list[int]] = field(default_factory=dict)
+    # defer_if_permit left by the connect, HELO and MAIL stages (smtpd_delay_reject = no)
+    deferrals: dict[str, Deferral | None] = field(default_factory=dict)
 
     def count(self, name: str, ok: bool) -> None:
         ok_total = self.counts.setdefault(name, [0, 0])
@@ -119,13 +143,14 @@ class Dialogue:
 
     def __init__(self, settings: SmtpdSettings, state: SessionState, restrictions: Policy,
                  new_queue_id: Callable[[], str], space_ok: Callable[[int], Awaitable[bool]],
-                 log: MailLog):
+                 log: MailLog, *, input_pending: Callable[[], bool] = lambda: False):
         self.settings = settings
         self.state = state
         self._restrictions = restrictions
         self._new_queue_id = new_queue_id
         self._space_ok = space_ok
         self._log = log
+        self._input_pending = input_pending
 
     async def handle(self, verb: str, arg: str) -> Reply:
         handler = COMMANDS.get(verb)
@@ -135,6 +160,11 @@ class Dialogue:
 
     # --- logging ------------------------------------------------------------------------
     def log_reject(self, stage: str, answer: Reply, recipient: str | None = None) -> None:
+        self.log_event("reject", stage, answer.text, recipient)
+
+    def log_event(self, whatsup: str, stage: str, text: str,
+                  recipient: str | None = None) -> None:
+        """Postfix's log_whatsup: ``QUEUEID: reject: RCPT from CLIENT: text; from=<…> …``."""
         state, tx = self.state, self.state.tx
         queue_id = tx.queue_id if tx and tx.queue_id else "NOQUEUE"
         what = [f"from=<{tx.sender}>"] if tx else []
@@ -143,24 +173,45 @@ class Dialogue:
         what.append(f"proto={'ESMTP' if state.esmtp else 'SMTP'}")
         if state.helo:
             what.append(f"helo=<{state.helo}>")
-        self._log.info("smtpd", f"{queue_id}: reject: {stage} from {state.client.display}: "
-                                f"{answer.text}; {' '.join(what)}")
+        self._log.info("smtpd", f"{queue_id}: {whatsup}: {stage} from {state.client.display}: "
+                                f"{text}; {' '.join(what)}")
 
-    async def _verdict(self, facts: Facts) -> Reply | None:
+    async def _verdict(self, facts: Facts, where: str) -> Reply | None:
+        """Ask the restrictions; apply the side effects; the refusal to send, if any."""
         verdict = await self._restrictions.check(facts)
-        if verdict is None or verdict.action == PERMIT:
+        if verdict is None:
+            return None
+        recipient = facts.recipient if facts.stage == "rcpt" else None
+        for event in verdict.events:
+            if event.whatsup == "warning":
+                self._log.warning("smtpd", event.text)
+            else:
+                self.log_event(event.whatsup, where, event.text, recipient)
+        if facts.stage in ("connect", "helo", "mail"):
+            self.state.deferrals[facts.stage] = verdict.deferral
+        tx = self.state.tx
+        if tx is not None and facts.sender is not None:
+            tx.effects.add(verdict)
+        if not verdict.refused:
             return None
         return Reply(verdict.code, (f"{verdict.dsn} {verdict.text}",))
 
-    def _facts(self, stage: str, recipient: str | None = None) -> Facts:
-        tx = self.state.tx
-        return Facts(stage, replace(self.state.client, helo=self.state.helo),
-                     helo=self.state.helo, sender=tx.sender if tx else None,
-                     recipient=recipient)
+    def _facts(self, stage: str, where: str, recipient: str | None = None) -> Facts:
+        state, tx = self.state, self.state.tx
+        earlier = {"helo": ("connect",), "mail": ("helo", "connect"),
+                   "rcpt": ("mail", "helo", "connect")}.get(stage, ())
+        prior = next((state.deferrals[s] for s in earlier if state.deferrals.get(s)), None)
+        return Facts(stage, replace(state.client, helo=state.helo), helo=state.helo,
+                     sender=tx.sender if tx else None, recipient=recipient, where=where,
+                     protocol="ESMTP" if state.esmtp else "SMTP",
+                     queue_id=tx.queue_id if tx else None,
+                     rcpt_count=len(tx.recipients) if tx else 0, size=tx.size if tx else 0,
+                     pipelined=self._input_pending(),
+                     discard=tx.effects.discard if tx else False, prior_deferral=prior)
 
     async def connect(self) -> Reply | None:
         """The connect-stage restrictions; a refusal is sent instead of the banner."""
-        answer = await self._verdict(self._facts("connect"))
+        answer = await self._verdict(self._facts("connect", "CONNECT"), "CONNECT")
         if answer is not None:
             self.log_reject("CONNECT", answer)
         return answer
@@ -178,9 +229,10 @@ class Dialogue:
             return reply(501, "5.5.4", f"Syntax: {'EHLO' if esmtp else 'HELO'} hostname")
         self.state.tx = None  # RFC 5321 4.1.4: HELO/EHLO resets any transaction
         self.state.helo, self.state.esmtp = name, esmtp
-        answer = await self._verdict(self._facts("helo"))
+        where = "EHLO" if esmtp else "HELO"
+        answer = await self._verdict(self._facts("helo", where), where)
         if answer is not None:
-            self.log_reject("EHLO" if esmtp else "HELO", answer)
+            self.log_reject(where, answer)
             return answer
         host = self.settings.myhostname
         if not esmtp:
@@ -227,7 +279,7 @@ class Dialogue:
             self.log_reject("MAIL", NO_SPACE)
             return NO_SPACE
         state.tx = tx
-        answer = await self._verdict(self._facts("mail"))
+        answer = await self._verdict(self._facts("mail", "MAIL"), "MAIL")
         if answer is not None:
             self.log_reject("MAIL", answer)
             state.tx = None
@@ -286,7 +338,7 @@ class Dialogue:
         if is_hostile_local(address.local):
             return reply(501, "5.1.3", "Bad recipient address syntax")
         recipient = address.text
-        answer = await self._verdict(self._facts("rcpt", recipient))
+        answer = await self._verdict(self._facts("rcpt", "RCPT", recipient), "RCPT")
         if answer is not None:
             self.log_reject("RCPT", answer, recipient)
             return answer
@@ -323,14 +375,15 @@ class Dialogue:
             return NEED_RCPT
         if not tx.recipients:
             return NO_VALID_RCPT
-        answer = await self._verdict(self._facts("data"))
+        answer = await self._verdict(self._facts("data", "DATA"), "DATA")
         if answer is not None:
             self.log_reject("DATA", answer)
             return answer
         return Reply(354, ("End data with <CR><LF>.<CR><LF>",))
 
     async def end_of_data(self) -> Reply | None:
-        answer = await self._verdict(self._facts("end_of_data"))
+        answer = await self._verdict(self._facts("end_of_data", "END-OF-MESSAGE"),
+                                     "END-OF-MESSAGE")
         if answer is not None:
             self.log_reject("END-OF-MESSAGE", answer)
         return answer

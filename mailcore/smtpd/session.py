@@ -3,9 +3,10 @@
 Owns: reading command lines (CRLF only, bounded length), timeouts (smtpd_timeout for each
 network wait, smtpd_session_time_limit for the whole session), error and junk counting with
 smtpd_error_sleep_time, pipelining (replies are flushed only when no more input is
-buffered), receiving DATA into the sink's MessageWriter, the durable 250 (sent only after
-``sink.enqueue`` returned), and the connect / disconnect / timeout / lost-connection log
-lines.
+buffered), receiving DATA into the sink's MessageWriter (with the transaction's
+access-table PREPEND headers first and its HOLD/DISCARD/REDIRECT/FILTER effects handed to
+cleanup with the finished message), the durable 250 (sent only after ``sink.enqueue``
+returned), and the connect / disconnect / timeout / lost-connection log lines.
 
 Must not: parse addresses or decide policy (policy.py does), or write to the queue other
 than through the sink.
@@ -23,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
 
-from mailcore.cleanup import CleanupReject, MessageWriter, received_header
+from mailcore.cleanup import CleanedMessage, CleanupReject, MessageWriter, received_header
 from mailcore.dns import ClientNames
 from mailcore.log import MailLog
 from mailcore.model import ClientInfo, Envelope
@@ -38,6 +39,7 @@ from mailcore.smtpd.policy import (
     TOO_BIG,
     WRITE_ERROR,
     Dialogue,
+    Effects,
     Policy,
     SessionState,
     disconnect_counts,
@@ -74,6 +76,40 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
+class _EffectsWriter:
+    """A MessageWriter whose finished message carries the smtpd access-table effects, the
+    way Postfix's smtpd hands cleanup its HOLD/DISCARD flags and FILTER/REDIRECT records:
+    cleanup's own header/body check results come later and win for FILTER and REDIRECT."""
+
+    def __init__(self, inner: MessageWriter, effects: Effects) -> None:
+        self._inner = inner
+        self._effects = effects
+        self.spool_path = inner.spool_path
+
+    @property
+    def too_big(self) -> bool:
+        return self._inner.too_big
+
+    @property
+    def logs(self) -> tuple[str, ...]:
+        return self._inner.logs
+
+    async def write_line(self, line: bytes) -> None:
+        await self._inner.write_line(line)
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    async def finish(self) -> CleanedMessage:
+        cleaned = await self._inner.finish()
+        content, mine = cleaned.verdict, self._effects
+        verdict = replace(content, hold=content.hold or mine.hold,
+                          discard=content.discard or mine.discard,
+                          redirect=content.redirect or mine.redirect,
+                          filter=content.filter or mine.filter)
+        return replace(cleaned, verdict=verdict)
+
+
 class _LostConnection(Exception):
     pass
 
@@ -92,9 +128,9 @@ class Session:
         self._resolver = resolver
         self._log = log
         self.state = SessionState(client)
-        self.dialogue = Dialogue(settings, self.state, restrictions, sink.new_queue_id,
-                                 space_ok, log)
         self._lines = LineReader(self._read)
+        self.dialogue = Dialogue(settings, self.state, restrictions, sink.new_queue_id,
+                                 space_ok, log, input_pending=lambda: self._lines.pending)
         self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._deadline = self._loop.time() + settings.session_time_limit
@@ -244,14 +280,18 @@ class Session:
             return
         tx, envelope = self.state.tx, self.state.envelope()
         assert tx is not None and tx.queue_id is not None
+        # Access-table PREPEND headers go before our Received header, as in Postfix.
+        prepended = [h.encode("utf-8", "surrogateescape") for h in tx.effects.prepend]
         writer = await self._sink.open(
             queue_id=tx.queue_id, sender=tx.sender, local_submission=False,
-            first_headers=received_header(
+            first_headers=prepended + received_header(
                 client=envelope.client, myhostname=self.settings.myhostname,
                 mail_name=self.settings.mail_name, queue_id=tx.queue_id,
                 recipients=[r.address for r in tx.recipients]),
             client=envelope.client, recipient=tx.recipients[0].address,
         )
+        if tx.effects != Effects():
+            writer = _EffectsWriter(writer, tx.effects)  # type: ignore[assignment]
         feed = data_mod.Feed(writer)
         try:
             await self._send(answer)

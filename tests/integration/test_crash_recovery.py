@@ -37,6 +37,7 @@ def write_config(directory: Path, port: int) -> None:
         "queue_directory = queue\n"
         "smtpd_peername_lookup = no\n"
         "maillog_file = maillog\n"
+        "local_recipient_maps =\n"
     )
     (directory / "master.cf").write_text(f"127.0.0.1:{port} inet n - n - - smtpd\n")
 

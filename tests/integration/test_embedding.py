@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 async def test_embedded_mail_system_accepts_mail(tmp_path):
     config = from_mapping(
         {"myhostname": "mx.test", "queue_directory": str(tmp_path / "q"),
-         "smtpd_peername_lookup": "no", "mynetworks": "127.0.0.0/8"},
+         "smtpd_peername_lookup": "no", "mynetworks": "127.0.0.0/8",
+         "local_recipient_maps": ""},
         config_dir=tmp_path, master_cf="127.0.0.1:0 inet n - n - - smtpd\n")
     log = io.StringIO()
     async with MailSystem(config, log=MailLog(hostname="mx.test", stream=log)) as mail:
