@@ -80,10 +80,17 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def run_check(load: Callable[[], Config]) -> int:
-    config = load()
-    for warning in config.warnings:
-        print(f"mailcore check: warning: {warning}", file=sys.stderr)
-    return 0
+    """postfix check: report every finding; exit 1 when mail cannot flow as configured."""
+    import asyncio
+
+    from mailcore.check import ERROR, INFO, check
+
+    findings = asyncio.run(check(load()))
+    for finding in findings:
+        stream = sys.stdout if finding.level == INFO else sys.stderr
+        label = "" if finding.level == INFO else f"{finding.level}: "
+        print(f"mailcore check: {label}{finding.text}", file=stream)
+    return 1 if any(f.level == ERROR for f in findings) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
