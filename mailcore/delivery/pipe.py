@@ -45,7 +45,7 @@ from mailcore.model import (
     RecipientRef,
     RecipientResult,
 )
-from mailcore.status import sanitize
+from mailcore.status import SYSEXITS, sanitize
 
 OUTPUT_LIMIT = 2048  # bytes of command output kept for the log and the bounce
 DEFAULT_PATH = "/usr/bin:/bin"  # Postfix resets PATH to the C library's _PATH_DEFPATH
@@ -54,24 +54,6 @@ _WRITE_BATCH = 65536
 _DSN_CLASSES = "245"
 _CONFIG_ERROR = ("4.3.5", "mail system configuration error")
 
-# <sysexits.h> codes with Postfix's enhanced status and text (global/sys_exits.c).
-SYSEXITS: Mapping[int, tuple[str, str]] = {
-    64: ("5.3.0", "command line usage error"),
-    65: ("5.6.0", "data format error"),
-    66: ("5.3.0", "cannot open input"),
-    67: ("5.1.1", "user unknown"),
-    68: ("5.1.2", "host name unknown"),
-    69: ("5.3.0", "service unavailable"),
-    70: ("5.3.0", "internal software error"),
-    71: ("4.3.0", "system resource problem"),
-    72: ("5.3.0", "critical OS file missing"),
-    73: ("5.2.0", "can't create user output file"),
-    74: ("5.3.0", "input/output error"),
-    75: ("4.3.0", "temporary failure"),
-    76: ("5.5.0", "remote error in protocol"),
-    77: ("5.7.0", "permission denied"),
-    78: ("5.3.5", "local configuration error"),
-}
 EX_TEMPFAIL = 75
 
 RECIPIENT_MACROS = frozenset({"recipient", "original_recipient", "user", "extension",

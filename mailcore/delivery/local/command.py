@@ -26,29 +26,11 @@ from dataclasses import dataclass
 
 from mailcore.config.expand import ExpansionError, expand
 from mailcore.delivery.mailbox import CopyHeaders, MessageFile
-from mailcore.status import sanitize
+from mailcore.status import SYSEXITS, sanitize
 
 SHELL_META = "\"'`$&|;()<>*?[]{}~#!\\=\n\r\t"
 DEFAULT_PATH = "/usr/bin:/bin"
 MAX_OUTPUT = 2048
-# Postfix sys_exits.c: exit status -> (dsn, text); a 4.x.x status is a soft error
-SYSEXITS: Mapping[int, tuple[str, str]] = {
-    64: ("5.3.0", "command line usage error"),
-    65: ("5.6.0", "data format error"),
-    66: ("5.3.0", "cannot open input"),
-    67: ("5.1.1", "user unknown"),
-    68: ("5.1.2", "host name unknown"),
-    69: ("5.3.0", "service unavailable"),
-    70: ("5.3.0", "internal software error"),
-    71: ("4.3.0", "system resource problem"),
-    72: ("5.3.0", "critical OS file missing"),
-    73: ("5.2.0", "can't create user output file"),
-    74: ("5.3.0", "input/output error"),
-    75: ("4.3.0", "temporary failure"),
-    76: ("5.5.0", "remote error in protocol"),
-    77: ("5.7.0", "permission denied"),
-    78: ("5.3.5", "local configuration error"),
-}
 
 
 @dataclass(frozen=True)
