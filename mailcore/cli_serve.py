@@ -1,7 +1,8 @@
-"""``mailcore serve``: run the mail system in the foreground until SIGTERM or SIGINT.
+"""``mailcore serve``: run the mail system in the foreground until SIGTERM, SIGINT or
+``mailcore stop``; SIGHUP reloads the configuration as ``mailcore reload`` does.
 
 Owns: the event loop choice (uvloop unless ``--no-uvloop``) and signal wiring; everything else
-is mailcore.app.serve, which embedders call directly.
+is mailcore.app.MailSystem, which embedders use directly.
 """
 
 from __future__ import annotations
@@ -35,16 +36,23 @@ def run_serve(ns: argparse.Namespace, load: Callable[[], Config]) -> int:
         else:
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_serve_until_signal(config))
+        runner.run(_serve_until_signal(config, load))
     return 0
 
 
-async def _serve_until_signal(config: Config) -> None:
+async def _serve_until_signal(config: Config, load: Callable[[], Config]) -> None:
     # Imported here so that the table and config tools start without loading the server.
-    from mailcore.app import serve
+    from mailcore.app import MailSystem
 
     stop = asyncio.Event()
+    system = MailSystem(config, loader=load)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(config, shutdown_trigger=stop.wait)
+    loop.add_signal_handler(signal.SIGHUP, system.request_reload)
+    try:
+        async with system:
+            await system.wait(stop.wait)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)

@@ -12,7 +12,9 @@ Must not: contain dialogue policy (mailcore/smtpd/policy.py) or write to the que
 injected sink does).
 
 Invariants: no global state — two SmtpServer objects run side by side in one process; a
-session task always ends with the connection closed and its count released.
+session task always ends with the connection closed and its count released; a session uses
+the sink, restrictions and settings current when it was accepted until it ends, even across
+``reconfigure`` (reload), which keeps the sockets of listeners whose address is unchanged.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import os
 import socket
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiosmtpd.smtp import SMTP as _AioSmtp
 
 from mailcore.config import Config
-from mailcore.config.master import Service, resolve_port
+from mailcore.config.master import resolve_port
 from mailcore.log import MailLog
 from mailcore.model import ClientInfo
 from mailcore.queue import free_space_ok
@@ -75,47 +78,121 @@ class _Stream:
         self.close = writer.close
 
 
+# A listener's identity across reloads: the addresses it binds and its port.
+ListenKey = tuple[tuple[str, ...], int]
+
+
+@dataclass(frozen=True)
+class ListenSpec:
+    key: ListenKey
+    name: str  # the master.cf service name (host:port), the listener's label in metrics
+    settings: SmtpdSettings
+
+
+@dataclass
+class _Listener:
+    spec: ListenSpec  # replaced by reconfigure; read when a connection is accepted
+    server: asyncio.Server | None = None
+
+
+def listen_specs(config: Config) -> dict[ListenKey, ListenSpec]:
+    """Every smtpd listener of master.cf, with the settings its -o overrides give it."""
+    specs: dict[ListenKey, ListenSpec] = {}
+    for service in config.master.listeners():
+        service_config = config.with_overrides(dict(service.overrides),
+                                               service_name=service.name)
+        port = 0 if service.port == "0" else resolve_port(
+            service.port or "", file=service.file, line=service.line)
+        hosts = (service.host,) if service.host else tuple(_interfaces(service_config))
+        key = (hosts, port)
+        specs[key] = ListenSpec(key, service.name, smtpd_settings(service_config))
+    return specs
+
+
 class SmtpServer:
-    """All smtpd listeners of one Config snapshot."""
+    """The smtpd listeners of the current Config snapshot."""
 
     def __init__(self, config: Config, sink: MessageSink, restrictions: Policy,
-                 resolver: NameResolver | None, log: MailLog) -> None:
+                 resolver: NameResolver | None, log: MailLog, *,
+                 on_connect: Callable[[str], None] | None = None) -> None:
         self._config = config
         self._sink = sink
         self._restrictions = restrictions
         self._resolver = resolver
         self._log = log
-        self._servers: list[asyncio.Server] = []
+        self._on_connect = on_connect  # told each accepted connection's listener name
+        self._listeners: dict[ListenKey, _Listener] = {}
         self._sessions: set[asyncio.Task[None]] = set()
         self._per_client: Counter[str] = Counter()
 
-    def _listen_specs(self) -> list[tuple[Service, list[str], int, SmtpdSettings]]:
-        specs = []
-        for service in self._config.master.listeners():
-            config = self._config.with_overrides(dict(service.overrides),
-                                                 service_name=service.name)
-            port = 0 if service.port == "0" else resolve_port(
-                service.port or "", file=service.file, line=service.line)
-            hosts = [service.host] if service.host else _interfaces(config)
-            specs.append((service, hosts, port, smtpd_settings(config)))
-        return specs
-
     async def start(self) -> None:
+        await self._open(list(listen_specs(self._config).values()))
+
+    async def _open(self, specs: list[ListenSpec]) -> None:
+        """Open every listener of ``specs`` or, if one fails, none of them."""
         loop = asyncio.get_running_loop()
+        opened: list[_Listener] = []
         try:
-            for _service, hosts, port, settings in self._listen_specs():
-                backstop = settings.session_time_limit + settings.timeout + 60
-                server = await loop.create_server(
-                    lambda s=settings, b=backstop: _Edge(self._runner(s), s.myhostname, b),
-                    host=hosts, port=port, reuse_address=True,
-                )
-                self._servers.append(server)
+            for spec in specs:
+                listener = _Listener(spec)
+                hosts, port = spec.key
+                listener.server = await loop.create_server(
+                    lambda entry=listener: self._edge(entry), host=list(hosts), port=port,
+                    reuse_address=True)
+                opened.append(listener)
         except BaseException:
-            await self._close_listeners()
+            await _close([listener.server for listener in opened])
             raise
+        for listener in opened:
+            self._listeners[listener.spec.key] = listener
+
+    def _edge(self, listener: _Listener) -> _Edge:
+        settings = listener.spec.settings
+        backstop = settings.session_time_limit + settings.timeout + 60
+        return _Edge(self._runner(listener.spec), settings.myhostname, backstop)
+
+    async def reconfigure(self, config: Config, sink: MessageSink, restrictions: Policy,
+                          resolver: NameResolver | None) -> None:
+        """Reload: new sessions use the new objects and settings; open sessions keep theirs.
+        Listeners master.cf no longer has are closed, new ones opened, the others keep their
+        sockets. Raises (changing nothing) when a new listener cannot be opened."""
+        specs = listen_specs(config)
+        added = [spec for key, spec in specs.items() if key not in self._listeners]
+        removed = [listener for key, listener in self._listeners.items() if key not in specs]
+        try:
+            await self._open(added)
+        except OSError:
+            if not removed:
+                raise
+            # A new listener may want an address an old one holds (127.0.0.1:25 becoming
+            # 0.0.0.0:25): free those and try again, putting them back if it still fails.
+            self._drop(removed)
+            try:
+                await self._open(added)
+            except BaseException:
+                await self._open([listener.spec for listener in removed])
+                raise
+        self._config, self._sink = config, sink
+        self._restrictions, self._resolver = restrictions, resolver
+        self._drop([listener for key, listener in self._listeners.items() if key not in specs])
+        for key, listener in self._listeners.items():
+            listener.spec = specs[key]
+
+    def _drop(self, listeners: list[_Listener]) -> None:
+        for listener in listeners:
+            self._listeners.pop(listener.spec.key, None)
+            # close() frees the listening socket at once; sessions accepted on it go on
+            # (waiting for wait_closed() here would wait for those sessions on Python 3.12+).
+            if listener.server is not None:
+                listener.server.close()
 
     def bound_addresses(self) -> list[tuple[str, int]]:
-        return [sock.getsockname()[:2] for server in self._servers for sock in server.sockets]
+        return [sock.getsockname()[:2] for listener in self._listeners.values()
+                if listener.server is not None for sock in listener.server.sockets]
+
+    def sessions(self) -> frozenset[asyncio.Task[None]]:
+        """The SMTP sessions open now."""
+        return frozenset(self._sessions)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, give sessions ``grace`` seconds to finish, then cancel them."""
@@ -128,21 +205,20 @@ class SmtpServer:
                 await asyncio.wait(pending)
 
     async def _close_listeners(self) -> None:
-        servers, self._servers = self._servers, []
-        for server in servers:
-            server.close()
-        for server in servers:
-            await server.wait_closed()
+        listeners, self._listeners = list(self._listeners.values()), {}
+        await _close([listener.server for listener in listeners])
 
-    def _runner(self, settings: SmtpdSettings):  # type: ignore[no-untyped-def]
+    def _runner(self, spec: ListenSpec):  # type: ignore[no-untyped-def]
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       peer: object) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._sessions.add(task)
             address, port = _peer(peer)
+            if self._on_connect is not None:
+                self._on_connect(spec.name)
             try:
-                await self._serve(settings, _Stream(reader, writer), address, port)
+                await self._serve(spec.settings, _Stream(reader, writer), address, port)
             finally:
                 self._sessions.discard(task)
         return run
@@ -177,6 +253,15 @@ class SmtpServer:
             async with asyncio.timeout(settings.timeout):
                 await stream.drain()
         stream.close()
+
+
+async def _close(servers: list[asyncio.Server | None]) -> None:
+    for server in servers:
+        if server is not None:
+            server.close()
+    for server in servers:
+        if server is not None:
+            await server.wait_closed()
 
 
 def _peer(peer: object) -> tuple[str, int]:

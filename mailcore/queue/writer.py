@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import errno
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +37,20 @@ from mailcore.queue.types import QueueError, QueueFullError, QueueWriteError
 Operation = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 DEFAULT_MAX_BATCH = 256
+# Upper bounds (seconds) of the commit-latency buckets; a last, unbounded bucket follows.
+COMMIT_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                     1.0, 2.5, 5.0)
 
 
 @dataclass(frozen=True)
 class WriterStats:
     transactions: int  # committed write transactions
     operations: int  # operations that committed successfully
+    # Time from BEGIN to the end of COMMIT of each committed transaction (fsync included):
+    # the total, and how many fell in each COMMIT_BUCKETS bucket (not cumulative; the last
+    # element counts those above the largest bound).
+    commit_seconds: float = 0.0
+    commit_counts: tuple[int, ...] = ()
 
 
 @dataclass(eq=False)
@@ -87,10 +96,22 @@ class Writer:
         self._accepting = True
         self._transactions = 0
         self._operations = 0
+        self._commit_seconds = 0.0
+        self._commit_counts = [0] * (len(COMMIT_BUCKETS) + 1)
 
     @property
     def stats(self) -> WriterStats:
-        return WriterStats(self._transactions, self._operations)
+        return WriterStats(self._transactions, self._operations, self._commit_seconds,
+                           tuple(self._commit_counts))
+
+    def _committed(self, started: float, operations: int) -> None:
+        elapsed = time.perf_counter() - started
+        self._transactions += 1
+        self._operations += operations
+        self._commit_seconds += elapsed
+        index = next((i for i, bound in enumerate(COMMIT_BUCKETS) if elapsed <= bound),
+                     len(COMMIT_BUCKETS))
+        self._commit_counts[index] += 1
 
     async def submit(self, op: Operation) -> Any:
         if not self._accepting:
@@ -157,6 +178,7 @@ class Writer:
     async def _group(self, live: list[_Request]) -> list[_Outcome] | None:
         """One transaction for the whole batch; None means: nothing stored, retry singly."""
         db = self._db
+        started = time.perf_counter()
         try:
             await db.execute("BEGIN IMMEDIATE")
             outcomes: list[_Outcome] = []
@@ -177,12 +199,12 @@ class Writer:
         except Exception:
             await self._rollback()
             return None
-        self._transactions += 1
-        self._operations += sum(1 for outcome in outcomes if outcome.error is None)
+        self._committed(started, sum(1 for outcome in outcomes if outcome.error is None))
         return outcomes
 
     async def _single(self, request: _Request) -> _Outcome:
         db = self._db
+        started = time.perf_counter()
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -193,8 +215,7 @@ class Writer:
                 raise
         except Exception as exc:
             return _Outcome(error=map_error(exc))
-        self._transactions += 1
-        self._operations += 1
+        self._committed(started, 1)
         return _Outcome(result=result)
 
     async def _rollback(self) -> None:
