@@ -18,8 +18,19 @@ from typing import NoReturn
 
 from mailcore import __version__
 from mailcore.cli_config import add_config_parser, run_config
-from mailcore.cli_local import add_queue_parser, add_sendmail_parser, run_queue, run_sendmail
+from mailcore.cli_local import add_sendmail_parser, run_sendmail
 from mailcore.cli_maps import add_alias_parser, add_map_parser, run_alias, run_map
+from mailcore.cli_ops import (
+    add_flush_parser,
+    add_reload_parser,
+    add_status_parser,
+    add_stop_parser,
+    run_flush,
+    run_reload,
+    run_status,
+    run_stop,
+)
+from mailcore.cli_queue import add_queue_parser, run_queue
 from mailcore.cli_route import add_route_parser, run_route
 from mailcore.cli_serve import add_serve_parser, run_serve
 from mailcore.config import Config, load_config
@@ -51,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_sendmail_parser(sub)
     add_queue_parser(sub)
     add_route_parser(sub)
+    add_reload_parser(sub)
+    add_stop_parser(sub)
+    add_status_parser(sub)
+    add_flush_parser(sub)
     check = sub.add_parser("check", help="validate the configuration and its tables")
     check.set_defaults(command="check")
     for sp in sub.choices.values():
@@ -75,6 +90,10 @@ def run(ns: argparse.Namespace) -> int:
         "sendmail": lambda: run_sendmail(ns, load),
         "queue": lambda: run_queue(ns, load),
         "route": lambda: run_route(ns, load),
+        "reload": lambda: run_reload(ns, load),
+        "stop": lambda: run_stop(ns, load),
+        "status": lambda: run_status(ns, load),
+        "flush": lambda: run_flush(ns, load),
     }
     return handlers[ns.command]()
 

@@ -1,5 +1,6 @@
 """Command-line glue for local submission and the queue listing: ``sendmail`` / ``mailq``
-entry points and the ``mailcore sendmail`` / ``mailcore queue list`` subcommands.
+entry points and the ``mailcore sendmail`` subcommand (``mailcore queue`` lives in
+cli_queue.py).
 
 Owns: turning a parsed sendmail command into work (submission, listing, newaliases, the
 flush explanation, -bs), standard error messages in Postfix's ``prog: fatal: text`` form and
@@ -31,9 +32,6 @@ from mailcore.errors import MailcoreError
 from mailcore.maildrop import MaildropError, MaildropWriter
 from mailcore.mailq import iter_listing, write_listing
 from mailcore.queue import make_queue_dirs, queue_paths
-
-FLUSH_NOTE = ("mail is not flushed on request yet: the running server's pickup and queue "
-              "manager take queued mail on their own schedule")
 
 
 def _stderr(prog: str, level: str, message: str, err: TextIO) -> None:
@@ -105,6 +103,15 @@ def do_stdio_smtp(config: Config) -> int:
     return asyncio.run(serve_stdio(config, sink))
 
 
+def _flush(config: Config, prog: str, out: TextIO, err: TextIO, *, site: str | None = None,
+           queue_id: str | None = None) -> int:
+    """sendmail -q, -qRsite, -qIid: ask the running server, as postqueue -f/-s/-i does."""
+    from mailcore.cli_ops import flush_queue
+
+    status = flush_queue(config, site=site, queue_id=queue_id, prog=prog, out=out, err=err)
+    return sm.EX_OK if status == 0 else sm.EX_UNAVAILABLE
+
+
 def dispatch(args: sm.SendmailArgs, config: Config, *, stdin: BinaryIO, out: TextIO,
              err: TextIO, prog: str) -> int:
     for warning in args.warnings:
@@ -112,16 +119,14 @@ def dispatch(args: sm.SendmailArgs, config: Config, *, stdin: BinaryIO, out: Tex
     if args.queue_interval is not None and args.mode != "daemon":
         return sm.EX_OK  # -q30m: Postfix ignores queue run intervals and exits
     if args.mode == "enqueue" and (args.flush_site or args.flush_id):
-        _stderr(prog, "warning", FLUSH_NOTE, err)
-        return sm.EX_OK
+        return _flush(config, prog, out, err, site=args.flush_site, queue_id=args.flush_id)
     if args.mode == "enqueue":
         do_submit(args, config, stdin)
         return sm.EX_OK
     if args.mode == "mailq":
         return do_mailq(config, out)
     if args.mode == "flush":
-        _stderr(prog, "warning", FLUSH_NOTE, err)
-        return sm.EX_OK
+        return _flush(config, prog, out, err)
     if args.mode == "newaliases":
         return do_newaliases(args, config)
     if args.mode == "smtp":
@@ -196,34 +201,9 @@ def add_sendmail_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def add_queue_parser(sub: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "queue", help="look at the mail queue (mailq)", description="Queue tools.")
-    parser.set_defaults(command="queue")
-    actions = parser.add_subparsers(dest="queue_command", metavar="ACTION")
-    actions.required = True
-    listing = actions.add_parser("list", help="list the queue in mailq's format")
-    listing.add_argument("--json", action="store_true",
-                         help="one JSON object per message per line (postqueue -j)")
-    return parser
-
-
 def run_sendmail(ns: argparse.Namespace, load_config: Callable[[], Config]) -> int:
     return run_sendmail_argv(getattr(ns, "sendmail_argv", []), "sendmail",
                              _loader(load_config))
-
-
-def run_queue(ns: argparse.Namespace, load_config: Callable[[], Config]) -> int:
-    if ns.queue_command != "list":
-        raise MailcoreError(f"unknown queue action {ns.queue_command!r}")
-    try:
-        return do_mailq(load_config(), sys.stdout, as_json=bool(ns.json))
-    except sm.SendmailExit as exc:
-        _stderr("mailcore queue", "fatal", exc.message, sys.stderr)
-        return exc.status
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return sm.EX_OK
 
 
 # ----------------------------------------------------------------- console entry points

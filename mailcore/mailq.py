@@ -5,8 +5,9 @@ Owns: the listing's text layout (showq_compat's short-queue-ID layout: printf
 "%-11s %7s %-20s %s" with the arrival time from asctime() cut to 20 characters, a deferral
 reason right-aligned to column 78 whenever it changes, "(reason unavailable)" when a
 recipient without a reason follows one with a reason, a blank line between messages, the
-"-- N Kbytes in M Requests." summary), the JSON layout, and the order of the listing:
-maildrop, active, incoming, deferred, hold (corrupt messages are not listed), each by ID.
+"-- N Kbytes in M Requests." summary), the JSON layout, the order of the listing:
+maildrop, active, incoming, deferred, hold (corrupt messages only when asked for), each by
+ID, and the listing filters (``ListFilter``: queue, sender, recipient, recipient domain).
 
 Must not: write to the queue or to maildrop. The queue is read through a read-only SQLite
 connection one page at a time (each page one read transaction), so the listing works with
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import TextIO
 
 from mailcore import maildrop
-from mailcore.queue import ACTIVE, DEFERRED, HOLD, INCOMING, open_reader, queue_paths
+from mailcore.queue import ACTIVE, CORRUPT, DEFERRED, HOLD, INCOMING, open_reader, queue_paths
 
 LISTED_STATES: tuple[str, ...] = (ACTIVE, INCOMING, DEFERRED, HOLD)
 MAILDROP = "maildrop"
+QUEUE_NAMES: tuple[str, ...] = (MAILDROP, *LISTED_STATES, CORRUPT)  # what --queue accepts
 _STATUS_MARK = {ACTIVE: "*", HOLD: "!"}
 
 
@@ -49,6 +51,60 @@ class ListedMessage:
     sender: str
     recipients: tuple[ListedRecipient, ...]
     force_expired: bool = False
+
+
+def _address_key(address: str) -> str:
+    """Addresses compare without case; the null sender is spelled "", "<>" or
+    "MAILER-DAEMON" on the command line."""
+    folded = address.strip().lower()
+    if folded.startswith("<") and folded.endswith(">"):
+        folded = folded[1:-1]
+    return "" if folded == "mailer-daemon" else folded
+
+
+def _in_domain(address: str, domain: str) -> bool:
+    host = address.rpartition("@")[2].lower().rstrip(".")
+    return host == domain or host.endswith("." + domain)
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Which messages a listing shows; None means "any". A message must match every filter
+    given. ``recipient`` and ``domain`` look at pending recipients only (the ones listed);
+    ``domain`` matches the domain and its subdomains."""
+
+    queues: frozenset[str] | None = None  # from QUEUE_NAMES
+    sender: str | None = None
+    recipient: str | None = None
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.queues or ()) - set(QUEUE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown queue name {unknown[0]!r} (expected one of "
+                             f"{', '.join(QUEUE_NAMES)})")
+
+    def states(self) -> tuple[str, ...]:
+        """The queue states to read, in listing order."""
+        if self.queues is None:
+            return LISTED_STATES
+        return tuple(s for s in (*LISTED_STATES, CORRUPT) if s in self.queues)
+
+    def wants_maildrop(self) -> bool:
+        return self.queues is None or MAILDROP in self.queues
+
+    def matches(self, msg: ListedMessage) -> bool:
+        if self.sender is not None and _address_key(msg.sender) != _address_key(self.sender):
+            return False
+        if self.recipient is not None:
+            wanted = _address_key(self.recipient)
+            if not any(_address_key(r.address) == wanted for r in msg.recipients):
+                return False
+        if self.domain is not None:
+            domain = self.domain.lower().strip().rstrip(".").lstrip("@")
+            if not any(_in_domain(r.address, domain) for r in msg.recipients):
+                return False
+        return True
 
 
 def _printable(text: str) -> str:
@@ -166,15 +222,16 @@ def _page(conn: sqlite3.Connection, state: str, after: str, size: int) -> list[L
     ]
 
 
-def iter_queue(db_path: Path, *, page: int = 500) -> Iterator[ListedMessage]:
-    """Queued messages in listing order, read ``page`` at a time; nothing when the queue
-    database does not exist yet."""
+def iter_queue(db_path: Path, *, page: int = 500,
+               states: tuple[str, ...] = LISTED_STATES) -> Iterator[ListedMessage]:
+    """Queued messages in ``states``, in listing order, read ``page`` at a time; nothing
+    when the queue database does not exist yet."""
     if not db_path.exists():
         return
     conn = open_reader(db_path)
     conn.row_factory = None
     try:
-        for state in LISTED_STATES:
+        for state in states:
             after = ""
             while batch := _page(conn, state, after, page):
                 yield from batch
@@ -197,8 +254,12 @@ def iter_maildrop(maildrop_dir: Path) -> Iterator[ListedMessage]:
         )
 
 
-def iter_listing(queue_directory: Path, *, page: int = 500) -> Iterator[ListedMessage]:
-    """The whole listing: maildrop first, then the queue, as showq orders it."""
+def iter_listing(queue_directory: Path, *, page: int = 500,
+                 filters: ListFilter | None = None) -> Iterator[ListedMessage]:
+    """The listing: maildrop first, then the queue, as showq orders it; only messages that
+    pass ``filters`` when given."""
     paths = queue_paths(queue_directory)
-    yield from iter_maildrop(paths.maildrop)
-    yield from iter_queue(paths.db, page=page)
+    chosen = filters or ListFilter()
+    if chosen.wants_maildrop():
+        yield from filter(chosen.matches, iter_maildrop(paths.maildrop))
+    yield from filter(chosen.matches, iter_queue(paths.db, page=page, states=chosen.states()))

@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import aiosqlite
 
 from mailcore.model import RecipientResult
-from mailcore.queue import reads, schema, writes
+from mailcore.queue import admin, reads, schema, writes
 from mailcore.queue.space import free_space_ok
 from mailcore.queue.types import (
     STATES,
@@ -166,6 +166,25 @@ class Queue:
         return await self._writer.submit(
             lambda db: writes.transition(db, queue_id, from_state, to_state, next_attempt)
         )
+
+    async def administer(self, action: str, queue_ids: Sequence[str],
+                         from_states: Collection[str]) -> list[str]:
+        """postsuper's delete/hold/release/requeue (admin.py) on those of ``queue_ids`` that
+        are in one of ``from_states``, in one transaction; returns the IDs changed."""
+        ids = list(queue_ids)
+        states = frozenset(from_states)
+        return await self._writer.submit(
+            lambda db: admin.apply(db, action, ids, states, self._clock()))
+
+    async def state_of(self, queue_id: str) -> str | None:
+        """The message's state now, or None when it is not in the queue."""
+        async with self._read_lock:
+            return await admin.fetch_state(self._reader_db, queue_id)
+
+    async def ids_in(self, states: Collection[str], after: str, limit: int) -> list[str]:
+        """Up to ``limit`` queue IDs above ``after`` in ``states`` (keyset paging)."""
+        async with self._read_lock:
+            return await admin.fetch_ids(self._reader_db, states, after, limit)
 
     async def page(self, state: str, after: str, limit: int) -> list[QueuedMessage]:
         """Up to ``limit`` messages in ``state`` with queue_id > ``after`` (keyset paging)."""

@@ -15,6 +15,12 @@ Invariants:
   recipient is done and every notice it needs has been handed to the notifier.
 - After a crash, recovery returns active mail to incoming; recipients not recorded are tried
   again (duplicates only for deliveries in flight at the crash).
+- Administration (delete/hold/release/requeue, see queue/admin.py) never races a delivery: a
+  message being worked on is first withdrawn from the active set (its waiting entries
+  dropped, no new delivery of it may start), then its deliveries in flight are awaited and
+  their outcomes recorded, and only then is the row changed. A delivery starts only while
+  its message is still the one in the active set, so nothing is delivered after ``delete``
+  returned.
 Parameters: see settings.py.
 """
 
@@ -22,9 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from mailcore.bounce.policy import apply_soft_bounce
@@ -40,6 +49,7 @@ from mailcore.queue import (
     QueuedMessage,
     QueuedRecipient,
     QueueError,
+    admin,
 )
 from mailcore.scheduler import finish
 from mailcore.scheduler.dispatch import ActiveMessage, Destination, Entry, Transport
@@ -53,6 +63,8 @@ Resolver = Callable[[QueuedMessage, str], Awaitable[Route]]
 Agent = Callable[[DeliveryRequest], Awaitable[DeliveryResult]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+# Told (transport or "qmgr", outcomes) after outcomes are committed: the metrics counters.
+ResultsHook = Callable[[str, Sequence[RecipientResult]], None]
 
 SERVICE = "qmgr"
 SHUTDOWN = ("4.3.0", "mail system shutdown")
@@ -78,6 +90,17 @@ class Notifier(Protocol):
         """``actions``: DSN action by recipient seq ("relayed", "expanded") when known."""
 
 
+@dataclass(frozen=True)
+class DestinationLoad:
+    """One destination as the scheduler sees it now (a read-only snapshot)."""
+
+    transport: str
+    nexthop: str
+    busy: int  # deliveries in flight
+    window: int  # current concurrency window
+    waiting: int  # entries queued for it
+
+
 class QueueManager:
     def __init__(
         self,
@@ -91,8 +114,10 @@ class QueueManager:
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         shutdown_grace: float = 10.0,
+        results_hook: ResultsHook | None = None,
     ) -> None:
         self.config = config
+        self.results_hook = results_hook
         self.queue = queue
         self.resolver = resolver
         self.agents = agents
@@ -112,6 +137,7 @@ class QueueManager:
         self._next_deferred_scan = -math.inf
         self._flushed_ids: set[str] = set()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._deliveries: dict[str, set[asyncio.Task[None]]] = {}  # in flight, by queue ID
         self._event = asyncio.Event()
         self._stopping = False
         self._group: asyncio.TaskGroup | None = None
@@ -163,6 +189,112 @@ class QueueManager:
                     destination.window.revive(destination.busy)
         self._event.set()
         return count
+
+    def reconfigure(self, config: Config, resolver: Resolver, agents: Mapping[str, Agent],
+                    notifier: Notifier, shutdown_grace: float) -> None:
+        """Use a reloaded configuration for every delivery started from now on; deliveries in
+        flight finish with the agent they started with. Destinations keep their windows."""
+        self.config, self.resolver, self.agents = config, resolver, agents
+        self.notifier, self.shutdown_grace = notifier, shutdown_grace
+        self.settings = scheduler_settings(config)
+        self.soft_bounce = config.get_bool("soft_bounce")
+        for name, transport in self._transports.items():
+            warnings: list[str] = []
+            transport.settings = transport_settings(config, name, warnings)
+            for warning in warnings:
+                self.log.warning(SERVICE, warning)
+        self.wakeup()
+
+    def destination_loads(self) -> tuple[DestinationLoad, ...]:
+        return tuple(
+            DestinationLoad(transport.name, destination.nexthop, destination.busy,
+                            destination.window.window, len(destination.todo))
+            for transport in self._transports.values()
+            for destination in transport.destinations.values()
+        )
+
+    def inflight(self) -> frozenset[asyncio.Task[None]]:
+        """The deliveries running now."""
+        return frozenset(self._inflight)
+
+    # --- administration (postsuper, through the control channel) ------------------------
+    async def delete(self, ids: Iterable[str] | str, queue: str | None = None
+                     ) -> dict[str, list[str]]:
+        """postsuper -d: returns once every changed message is gone and none of its
+        deliveries runs or can start; ``ids`` is a list of queue IDs or "ALL"."""
+        return (await self._administer(admin.DELETE, ids, queue)).as_dict()
+
+    async def hold(self, ids: Iterable[str] | str, queue: str | None = None
+                   ) -> dict[str, list[str]]:
+        """postsuper -h: deliveries in flight end (and are recorded) first."""
+        return (await self._administer(admin.HOLD_ACTION, ids, queue)).as_dict()
+
+    async def release(self, ids: Iterable[str] | str, queue: str | None = None
+                      ) -> dict[str, list[str]]:
+        """postsuper -H: hold → deferred (its next attempt time is kept, as Postfix keeps
+        the file's time stamp; flush to deliver at once)."""
+        return (await self._administer(admin.RELEASE, ids, queue)).as_dict()
+
+    async def requeue(self, ids: Iterable[str] | str, queue: str | None = None
+                      ) -> dict[str, list[str]]:
+        """postsuper -r: back to incoming, tried again at once with current routing."""
+        result = await self._administer(admin.REQUEUE, ids, queue)
+        if result.changed:
+            self.wakeup()
+        return result.as_dict()
+
+    async def _administer(self, action: str, ids: Iterable[str] | str, queue: str | None
+                          ) -> admin.AdminResult:
+        states = admin.source_states(action, queue)
+        changed: list[str] = []
+        missing: list[str] = []
+        async for batch in admin.batches(self.queue, ids, states):
+            idle = [queue_id for queue_id in batch if not self._busy(queue_id)]
+            hit = set(await self.queue.administer(action, idle, states - {ACTIVE}))
+            for queue_id in batch:
+                if queue_id in hit or await self._administer_busy(action, queue_id, states):
+                    hit.discard(queue_id)
+                    changed.append(queue_id)
+                    self.log.info("postsuper", f"{queue_id}: {admin.LOGGED[action]}")
+                else:
+                    missing.append(queue_id)
+        return admin.AdminResult(tuple(changed), tuple(missing))
+
+    async def _administer_busy(self, action: str, queue_id: str, states: frozenset[str]
+                               ) -> bool:
+        """One message that may be in the active set: withdraw it, let its deliveries end,
+        then change the row if it is still in one of ``states``. A few rounds, because it
+        may be claimed by the feed between the state read and the write."""
+        for _ in range(4):
+            if self._busy(queue_id):
+                if ACTIVE not in states:
+                    return False
+                await self._withdraw(queue_id)
+            state = await self.queue.state_of(queue_id)
+            if state is None or state not in states:
+                return False
+            if await self.queue.administer(action, [queue_id], (state,)):
+                return True
+        return False
+
+    def _busy(self, queue_id: str) -> bool:
+        return queue_id in self._active or queue_id in self._deliveries
+
+    async def _withdraw(self, queue_id: str) -> None:
+        """Take a message out of the active set, drop its waiting entries, and wait until
+        its deliveries in flight have ended (their outcomes are recorded as usual)."""
+        active = self._active.get(queue_id)
+        if active is not None:
+            self._release(queue_id)
+            for transport in self._transports.values():
+                for destination in transport.destinations.values():
+                    kept = deque(e for e in destination.todo if e.active is not active)
+                    active.pending -= len(destination.todo) - len(kept)
+                    destination.todo = kept
+        tasks = self._deliveries.get(queue_id)
+        if tasks:
+            await asyncio.wait(set(tasks))
+        self._event.set()
 
     def stop(self) -> None:
         """Stop feeding and dispatching; ``run`` returns once in-flight deliveries ended or,
@@ -274,6 +406,8 @@ class QueueManager:
         self._active[queue_id] = active
         self._active_recipients += active.recipients
         groups, refused = await self._route(message, pending, flush)
+        if self._active.get(queue_id) is not active:
+            return  # withdrawn (deleted or held) while its recipients were being routed
         for (transport_name, nexthop), refs in groups.items():
             transport = self._transport(transport_name)
             destination = transport.destination(nexthop)
@@ -336,6 +470,16 @@ class QueueManager:
                 task = self._group.create_task(self._deliver(transport, destination, entry))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+                queue_id = entry.active.queue_id
+                self._deliveries.setdefault(queue_id, set()).add(task)
+                task.add_done_callback(functools.partial(self._delivery_ended, queue_id))
+
+    def _delivery_ended(self, queue_id: str, task: asyncio.Task[None]) -> None:
+        tasks = self._deliveries.get(queue_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._deliveries[queue_id]
 
     async def _deliver(self, transport: Transport, destination: Destination, entry: Entry) -> None:
         active = entry.active
@@ -348,6 +492,8 @@ class QueueManager:
             attrs=tuple(sorted(message.attrs.items())),
         )  # fmt: skip
         try:
+            if self._active.get(message.queue_id) is not active:
+                return  # withdrawn before this delivery could start: it never starts
             try:
                 result = await self.agents[transport.name](request)
                 crashed = False
@@ -369,7 +515,7 @@ class QueueManager:
             return
         await self._feedback(transport, destination, results, crashed)
         active.pending -= 1
-        if active.pending == 0 and active.queue_id in self._active:
+        if active.pending == 0 and self._active.get(active.queue_id) is active:
             await self._finish(active)
         self._event.set()
 
@@ -418,11 +564,13 @@ class QueueManager:
             entry = destination.todo.popleft()
             results = [RecipientResult(r.seq, R_DEFERRED, dsn, reason) for r in entry.recipients]
             active = entry.active
+            if self._active.get(active.queue_id) is not active:
+                continue  # withdrawn meanwhile; its row may be gone
             if not await self._record_or_drop(active, destination.transport, results,
                                               self.clock()):
                 continue
             active.pending -= 1
-            if active.pending == 0 and active.queue_id in self._active:
+            if active.pending == 0 and self._active.get(active.queue_id) is active:
                 await self._finish(active)
 
     async def _record(self, active: ActiveMessage, transport_name: str,
@@ -432,6 +580,8 @@ class QueueManager:
         """Commit outcomes, then log them: the log never claims what the queue lacks."""
         message = active.message
         await self.queue.record_results(message.queue_id, results)
+        if self.results_hook is not None:
+            self.results_hook(transport_name, results)
         now = self.clock()
         by_seq = {r.seq: r for r in message.recipients}
         delays = finish.split_delays(message.arrival_time, active.entered, started, result)
