@@ -1,5 +1,7 @@
 """Shared pieces of the benchmarks: loopback ports, waiting for an SMTP banner, driving a
-target with Postfix's smtp-source, and reading a queue count from mailq-format output.
+target with Postfix's smtp-source (to completion, or started in the background while the
+caller watches something else), finding Postfix's test tools, and reading a queue count from
+mailq-format output.
 
 Must not: start or stop servers (postfix_instance.py and mailcore_instance.py do), or use
 any address outside 127.0.0.0/8. Invariants: every wait has a deadline and every loop a bound
@@ -20,6 +22,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 SMTP_SOURCE_PATHS = ("/usr/sbin/smtp-source", "/usr/bin/smtp-source")
+SMTP_SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/bin/smtp-sink")
 _MAILQ_TOTAL = re.compile(r"^-- \d+ Kbytes in (\d+) Requests?\.$", re.MULTILINE)
 _MAILQ_EMPTY = "Mail queue is empty"
 
@@ -39,6 +42,7 @@ class Workload:
     sender: str = "from@bench.test"
     recipient: str = "to@bench.test"
     helo: str = "bench.test"
+    numbered: bool = False  # smtp-source -N: recipient i of a run is "<i><recipient>"
 
 
 def free_port() -> int:
@@ -95,7 +99,15 @@ def _read_banner(port: int) -> str:
 
 
 def find_smtp_source() -> str | None:
-    for candidate in (shutil.which("smtp-source"), *SMTP_SOURCE_PATHS):
+    return _find_tool("smtp-source", SMTP_SOURCE_PATHS)
+
+
+def find_smtp_sink() -> str | None:
+    return _find_tool("smtp-sink", SMTP_SINK_PATHS)
+
+
+def _find_tool(name: str, paths: tuple[str, ...]) -> str | None:
+    for candidate in (shutil.which(name), *paths):
         if candidate and Path(candidate).is_file():
             return candidate
     return None
@@ -108,6 +120,8 @@ def smtp_source_command(tool: str, workload: Workload, port: int, messages: int)
                "-M", workload.helo]
     if workload.reuse:
         command.append("-d")
+    if workload.numbered:
+        command.append("-N")
     command.append(f"{LOOPBACK}:{port}")
     return command
 
@@ -130,6 +144,33 @@ def run_smtp_source(tool: str, workload: Workload, port: int, messages: int,
         said = (done.stderr.strip() or done.stdout.strip())[-800:]
         raise BenchError(f"smtp-source exited with status {done.returncode}: {said}")
     return elapsed
+
+
+def spawn_smtp_source(tool: str, workload: Workload, port: int, messages: int,
+                      errors: Path) -> subprocess.Popen[bytes]:
+    """Start smtp-source in the background, its diagnostics going to ``errors``. The caller
+    owns the process: it must wait for it or kill it (``stop_process``)."""
+    command = smtp_source_command(tool, workload, port, messages)
+    with errors.open("wb") as err:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err)
+
+
+def smtp_source_failure(returncode: int, errors: Path) -> str:
+    """The BenchError text for an smtp-source that exited with ``returncode`` != 0."""
+    return f"smtp-source exited with status {returncode}: {tail(errors, 5)[-800:]}"
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; always reaps the process."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def mailq_count(text: str) -> int:

@@ -2,8 +2,11 @@
 a temporary configuration, queue and maillog, SMTP on one 127.0.0.1 port.
 
 Owns: that server's main.cf and master.cf, starting it, its peak RSS, counting its queue, and
-stopping it. Must not: listen on anything but 127.0.0.1 or look anything up outside the
-machine — peer-name lookups are off and ``dns_nameservers`` points at a closed loopback port.
+stopping it. Must not: listen on anything but 127.0.0.1, send mail anywhere but a loopback
+port, or look anything up outside the machine — peer-name lookups are off and
+``dns_nameservers`` points at a closed loopback port. Without ``relay_port`` master.cf lists
+no delivery service, so accepted mail stays queued; with it, smtp and relay services deliver
+everything to ``relayhost = [127.0.0.1]:relay_port``.
 
 Invariants: leaving the ``with`` block always stops the process: SIGTERM (mailcore's clean
 shutdown), SIGKILL when it has not exited after a bounded wait.
@@ -19,7 +22,15 @@ from types import TracebackType
 from harness import LOOPBACK, BenchError, mailq_count, tail, wait_for_banner
 
 
-def main_cf(root: Path, *, group_commit: bool, message_size_limit: int) -> str:
+def main_cf(root: Path, *, group_commit: bool, message_size_limit: int,
+            relay_port: int | None = None) -> str:
+    relay = (
+        # As for Postfix: held mail is stored in full but never scheduled for delivery.
+        "smtpd_end_of_data_restrictions = check_client_access static:HOLD\n"
+        if relay_port is None else
+        f"relayhost = [{LOOPBACK}]:{relay_port}\n"
+        # Postfix's default, written out because the e2e benchmark sets it on both sides.
+        "default_destination_concurrency_limit = 20\n")
     return f"""\
 compatibility_level = 3.6
 queue_directory = {root / "queue"}
@@ -37,11 +48,15 @@ alias_maps =
 alias_database =
 message_size_limit = {message_size_limit}
 queue_group_commit = {"yes" if group_commit else "no"}
-"""
+{relay}"""
 
 
-def master_cf(port: int) -> str:
-    return f"{LOOPBACK}:{port} inet n - n - - smtpd\n"
+def master_cf(port: int, *, delivers: bool = False) -> str:
+    smtpd = f"{LOOPBACK}:{port} inet n - n - - smtpd\n"
+    if not delivers:
+        return smtpd
+    return (smtpd + "smtp unix - - n - - smtp\n"
+            "relay unix - - n - - smtp\n")
 
 
 class MailcoreInstance:
@@ -49,9 +64,10 @@ class MailcoreInstance:
     be an empty directory; command is the ``mailcore`` executable."""
 
     def __init__(self, command: Path, root: Path, port: int, *, group_commit: bool,
-                 message_size_limit: int, uvloop: bool = True, start_timeout: float = 30.0,
-                 stop_timeout: float = 30.0):
+                 message_size_limit: int, relay_port: int | None = None, uvloop: bool = True,
+                 start_timeout: float = 30.0, stop_timeout: float = 30.0):
         self.command = command
+        self.relay_port = relay_port
         self.root = root
         self.port = port
         self.config_dir = root / "etc"
@@ -85,8 +101,10 @@ class MailcoreInstance:
         (self.root / "queue").mkdir()
         (self.root / "data").mkdir()
         (self.config_dir / "main.cf").write_text(main_cf(
-            self.root, group_commit=self.group_commit, message_size_limit=self._size_limit))
-        (self.config_dir / "master.cf").write_text(master_cf(self.port))
+            self.root, group_commit=self.group_commit, message_size_limit=self._size_limit,
+            relay_port=self.relay_port))
+        (self.config_dir / "master.cf").write_text(master_cf(
+            self.port, delivers=self.relay_port is not None))
 
     def _start(self) -> None:
         argv = [str(self.command), "-c", str(self.config_dir), "serve"]

@@ -3,9 +3,12 @@ configuration directory, queue and maillog, smtpd on one 127.0.0.1 port.
 
 Owns: writing that instance's main.cf and master.cf, ``postfix -c DIR check/start/stop``,
 and counting its queue. Must not: touch /etc/postfix or the default instance, listen on
-anything but 127.0.0.1, or let mail leave — every accepted message is put on hold by
-``smtpd_end_of_data_restrictions = check_client_access static:HOLD``, so qmgr never
-schedules a delivery and the queue count is the accepted count.
+anything but 127.0.0.1, or send mail anywhere but a loopback port. It runs in one of two
+modes: without ``relay_port`` every accepted message is put on hold by
+``smtpd_end_of_data_restrictions = check_client_access static:HOLD``, so qmgr never schedules
+a delivery and the queue count is the accepted count; with ``relay_port`` every message goes
+through the smtp client to ``relayhost = [127.0.0.1]:relay_port`` (an IP literal in brackets,
+so the client looks up neither MX nor address records) and nothing is held.
 
 Invariants: ``postfix -c DIR`` with a directory that is not listed in the default
 instance's alternate_config_directories is allowed for root only, so this needs root (the
@@ -46,6 +49,16 @@ showq      unix  n  -  n  -     -  showq
 postlog    unix-dgram n - n -   1  postlogd
 """
 
+# Delivery through relayhost (relay_port mode): the smtp client for both default and relay
+# transports, scache for its connection cache, and error/retry which qmgr may need.
+_DELIVERY_SERVICES = """\
+smtp       unix  -  -  n  -     -  smtp
+relay      unix  -  -  n  -     -  smtp
+scache     unix  -  -  n  -     1  scache
+error      unix  -  -  n  -     -  error
+retry      unix  -  -  n  -     -  error
+"""
+
 
 def postfix_available() -> str | None:
     """None when a private instance can run here, else why not."""
@@ -62,15 +75,14 @@ def postfix_version() -> str:
     return done.stdout.strip() or "?"
 
 
-def main_cf(root: Path, *, message_size_limit: int) -> str:
-    return f"""\
+_COMMON_MAIN_CF = """\
 compatibility_level = 3.6
-queue_directory = {root / "queue"}
-data_directory = {root / "data"}
-maillog_file = {root / "maillog"}
+queue_directory = {root}/queue
+data_directory = {root}/data
+maillog_file = {root}/maillog
 maillog_file_prefixes = {root}
 myhostname = bench.test
-inet_interfaces = {LOOPBACK}
+inet_interfaces = {loopback}
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_peername_lookup = no
@@ -79,22 +91,34 @@ local_recipient_maps =
 alias_maps =
 alias_database =
 message_size_limit = {message_size_limit}
-smtpd_end_of_data_restrictions = check_client_access static:HOLD
 """
 
 
-def master_cf(port: int, sessions: int) -> str:
+def main_cf(root: Path, *, message_size_limit: int, relay_port: int | None = None) -> str:
+    """Without relay_port mail is held; with it mail is delivered to 127.0.0.1:relay_port."""
+    return _COMMON_MAIN_CF.format(root=root, loopback=LOOPBACK,
+                                  message_size_limit=message_size_limit) + (
+        "smtpd_end_of_data_restrictions = check_client_access static:HOLD\n"
+        if relay_port is None else
+        f"relayhost = [{LOOPBACK}]:{relay_port}\n"
+        # Postfix's default, written out because the e2e benchmark sets it on both sides.
+        "default_destination_concurrency_limit = 20\n")
+
+
+def master_cf(port: int, sessions: int, *, delivers: bool = False) -> str:
     # Postfix's default of 100 smtpd processes would make extra sessions wait in the backlog.
     maxproc = str(sessions) if sessions > 100 else "-"
-    return f"{LOOPBACK}:{port} inet n - n - {maxproc} smtpd\n{_SERVICES}"
+    return (f"{LOOPBACK}:{port} inet n - n - {maxproc} smtpd\n{_SERVICES}"
+            + (_DELIVERY_SERVICES if delivers else ""))
 
 
 class PostfixInstance:
     """``with PostfixInstance(root, port, ...) as pf: ...``; root must be an empty directory."""
 
     def __init__(self, root: Path, port: int, *, sessions: int, message_size_limit: int,
-                 start_timeout: float = 30.0):
+                 relay_port: int | None = None, start_timeout: float = 30.0):
         self.root = root
+        self.relay_port = relay_port
         self.port = port
         self.config_dir = root / "etc"
         self.queue_dir = root / "queue"
@@ -132,9 +156,10 @@ class PostfixInstance:
         (self.root / "data").mkdir(mode=0o755)
         owner = pwd.getpwnam(self._mail_owner())
         os.chown(self.root / "data", owner.pw_uid, owner.pw_gid)
-        (self.config_dir / "main.cf").write_text(
-            main_cf(self.root, message_size_limit=self._size_limit))
-        (self.config_dir / "master.cf").write_text(master_cf(self.port, self._sessions))
+        (self.config_dir / "main.cf").write_text(main_cf(
+            self.root, message_size_limit=self._size_limit, relay_port=self.relay_port))
+        (self.config_dir / "master.cf").write_text(master_cf(
+            self.port, self._sessions, delivers=self.relay_port is not None))
 
     @staticmethod
     def _mail_owner() -> str:
