@@ -290,8 +290,6 @@ class Session:
                 recipients=[r.address for r in tx.recipients]),
             client=envelope.client, recipient=tx.recipients[0].address,
         )
-        if tx.effects != Effects():
-            writer = _EffectsWriter(writer, tx.effects)  # type: ignore[assignment]
         feed = data_mod.Feed(writer)
         try:
             await self._send(answer)
@@ -326,6 +324,10 @@ class Session:
             except Exception as exc:
                 self._log.error("smtpd", f"{queue_id}: end-of-data check: {exc}")
                 refusal = INTERNAL
+        tx = self.state.tx
+        if refusal is None and tx is not None and tx.effects != Effects():
+            # Wrapped only now: end-of-data restrictions may still have added HOLD & co.
+            writer = _EffectsWriter(writer, tx.effects)  # type: ignore[assignment]
         if refusal is not None:
             writer.abort()
             if refusal is not INTERNAL:

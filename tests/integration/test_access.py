@@ -156,3 +156,15 @@ async def test_access_table_change_applies_to_the_next_session(tmp_path: Path) -
             "554 5.7.1 <unknown[127.0.0.2]>: Client host rejected: second version")
         (tmp_path / "clients").write_text("# nobody\n")
         assert (await session(srv, "MAIL FROM:<a@example.org>", rcpt))[1] == "250 2.1.5 Ok"
+
+
+async def test_hold_from_end_of_data_restrictions(tmp_path: Path) -> None:
+    # HOLD decided only at end of data must still reach the queued message (Postfix's
+    # smtpd_end_of_data_restrictions = check_client_access static:HOLD idiom).
+    settings = {"smtpd_end_of_data_restrictions": "check_client_access static:HOLD"}
+    async with running_server(tmp_path, settings) as srv:
+        replies = await session(srv, "MAIL FROM:<a@client.example.org>",
+                                "RCPT TO:<u@example.test>", body=True)
+        assert replies[-1].startswith("250 2.0.0 Ok: queued as ")
+        [message] = await srv.messages()
+        assert message.state == "hold"
