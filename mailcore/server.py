@@ -25,7 +25,7 @@ import ipaddress
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiosmtpd.smtp import SMTP as _AioSmtp
@@ -35,7 +35,7 @@ from mailcore.config.master import resolve_port
 from mailcore.log import MailLog
 from mailcore.model import ClientInfo
 from mailcore.queue import free_space_ok
-from mailcore.smtpd.policy import Policy
+from mailcore.smtpd.policy import Etrn, Policy
 from mailcore.smtpd.session import MessageSink, NameResolver, Session
 from mailcore.smtpd.settings import SmtpdSettings, reply, smtpd_settings
 
@@ -87,6 +87,8 @@ class ListenSpec:
     key: ListenKey
     name: str  # the master.cf service name (host:port), the listener's label in metrics
     settings: SmtpdSettings
+    config: Config  # main.cf with this listener's -o overrides
+    overridden: bool  # the service has -o overrides: it may need restrictions of its own
 
 
 @dataclass
@@ -105,7 +107,8 @@ def listen_specs(config: Config) -> dict[ListenKey, ListenSpec]:
             service.port or "", file=service.file, line=service.line)
         hosts = (service.host,) if service.host else tuple(_interfaces(service_config))
         key = (hosts, port)
-        specs[key] = ListenSpec(key, service.name, smtpd_settings(service_config))
+        specs[key] = ListenSpec(key, service.name, smtpd_settings(service_config),
+                                service_config, bool(service.overrides))
     return specs
 
 
@@ -114,10 +117,13 @@ class SmtpServer:
 
     def __init__(self, config: Config, sink: MessageSink, restrictions: Policy,
                  resolver: NameResolver | None, log: MailLog, *,
-                 on_connect: Callable[[str], None] | None = None) -> None:
+                 on_connect: Callable[[str], None] | None = None,
+                 etrn: Etrn | None = None) -> None:
         self._config = config
         self._sink = sink
         self._restrictions = restrictions
+        self._policies: dict[ListenKey, Policy] = {}
+        self._etrn = etrn
         self._resolver = resolver
         self._log = log
         self._on_connect = on_connect  # told each accepted connection's listener name
@@ -126,7 +132,18 @@ class SmtpServer:
         self._per_client: Counter[str] = Counter()
 
     async def start(self) -> None:
-        await self._open(list(listen_specs(self._config).values()))
+        specs = listen_specs(self._config)
+        self._policies = self._listener_policies(specs, self._restrictions)
+        await self._open(list(specs.values()))
+
+    @staticmethod
+    def _listener_policies(specs: Mapping[ListenKey, ListenSpec],
+                           default: Policy) -> dict[ListenKey, Policy]:
+        """Restrictions per listener with -o overrides, built now so that a bad list is
+        refused at start or reload, not at a client's first RCPT."""
+        for_config = getattr(default, "for_config", None)
+        return {key: for_config(spec.config) for key, spec in specs.items()
+                if spec.overridden and for_config is not None}
 
     async def _open(self, specs: list[ListenSpec]) -> None:
         """Open every listener of ``specs`` or, if one fails, none of them."""
@@ -157,6 +174,7 @@ class SmtpServer:
         Listeners master.cf no longer has are closed, new ones opened, the others keep their
         sockets. Raises (changing nothing) when a new listener cannot be opened."""
         specs = listen_specs(config)
+        policies = self._listener_policies(specs, restrictions)
         added = [spec for key, spec in specs.items() if key not in self._listeners]
         removed = [listener for key, listener in self._listeners.items() if key not in specs]
         try:
@@ -174,6 +192,7 @@ class SmtpServer:
                 raise
         self._config, self._sink = config, sink
         self._restrictions, self._resolver = restrictions, resolver
+        self._policies = policies
         self._drop([listener for key, listener in self._listeners.items() if key not in specs])
         for key, listener in self._listeners.items():
             listener.spec = specs[key]
@@ -218,13 +237,15 @@ class SmtpServer:
             if self._on_connect is not None:
                 self._on_connect(spec.name)
             try:
-                await self._serve(spec.settings, _Stream(reader, writer), address, port)
+                policy = self._policies.get(spec.key, self._restrictions)
+                await self._serve(spec.settings, policy, _Stream(reader, writer), address,
+                                  port)
             finally:
                 self._sessions.discard(task)
         return run
 
-    async def _serve(self, settings: SmtpdSettings, stream: _Stream, address: str,
-                     port: int) -> None:
+    async def _serve(self, settings: SmtpdSettings, policy: Policy, stream: _Stream,
+                     address: str, port: int) -> None:
         self._per_client[address] += 1
         try:
             limit = settings.connection_count_limit
@@ -233,9 +254,10 @@ class SmtpServer:
                 return
             session = Session(
                 settings, stream, ClientInfo(address, port), sink=self._sink,
-                restrictions=self._restrictions, resolver=self._resolver, log=self._log,
+                restrictions=policy, resolver=self._resolver, log=self._log,
                 space_ok=lambda size: free_space_ok(settings.queue_directory,
                                                     settings.queue_minfree, size),
+                etrn=self._etrn,
             )
             await session.run()
         finally:

@@ -136,6 +136,7 @@ class Restrictions:
     def __init__(self, config: Config, tables: TableSet, *,
                  resolver: DnsLookups | None = None) -> None:
         main_cf = str(config.config_dir / "main.cf")
+        self._tables, self._resolver = tables, resolver
         try:
             self._res = self._resources(config, tables, resolver)
         except (TableError, BadValue) as exc:
@@ -180,6 +181,11 @@ class Restrictions:
                                     match_subdomains=settings.mx_networks_parent_matches),
             mx_networks_configured=bool(mx_items), builtins=BUILTINS, classes=classes,
             lists=lists, resolver=[resolver] if resolver is not None else [], config=config)
+
+    def for_config(self, config: Config) -> Restrictions:
+        """The restrictions of one master.cf listener with its own -o overrides (a
+        submission service's smtpd_recipient_restrictions, say), sharing tables and DNS."""
+        return Restrictions(config, self._tables, resolver=self._resolver)
 
     async def check(self, facts: Facts) -> Verdict | None:
         """None when nothing is evaluated at this stage; else the decision and its effects."""

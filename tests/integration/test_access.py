@@ -168,3 +168,22 @@ async def test_hold_from_end_of_data_restrictions(tmp_path: Path) -> None:
         assert replies[-1].startswith("250 2.0.0 Ok: queued as ")
         [message] = await srv.messages()
         assert message.state == "hold"
+
+
+async def test_listener_overrides_give_it_its_own_restrictions(tmp_path: Path) -> None:
+    # A master.cf service with -o smtpd_*_restrictions, as a Postfix submission service has:
+    # main.cf relays only for mynetworks; the second listener relays for nobody at all.
+    from support.smtpd import free_port
+
+    port = free_port()
+    settings = {"smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination"}
+    second = (f"127.0.0.1:{port} inet n - n - - smtpd\n"
+              "  -o smtpd_relay_restrictions=reject_unauth_destination\n")
+    async with running_server(tmp_path, settings, services=second) as srv:
+        inside = await raw_session(srv.host, srv.port, b"EHLO c.test\r\nMAIL FROM:<a@c.test>"
+                                   b"\r\nRCPT TO:<x@far.example>\r\nQUIT\r\n")
+        assert "250 2.1.5 Ok" in reply_lines(inside)
+        strict = await raw_session("127.0.0.1", port, b"EHLO c.test\r\nMAIL FROM:<a@c.test>"
+                                   b"\r\nRCPT TO:<x@far.example>\r\nQUIT\r\n")
+        assert any(line.startswith("554 5.7.1 <x@far.example>: Relay access denied")
+                   for line in reply_lines(strict))
