@@ -55,6 +55,7 @@ from mailcore.scheduler import QueueManager
 from mailcore.scheduler.qmgr import Agent
 from mailcore.server import SmtpServer, listen_specs
 from mailcore.tables import TableSet
+from mailcore.tables.matchlist import DomainList
 
 MASTER = "master"
 # Read once at start; a reload that changes them says they wait for the next start.
@@ -80,6 +81,7 @@ class _Generation:
     route: Callable[[QueuedMessage, str], Awaitable[Route]]
     agents: Mapping[str, Agent]
     notifier: Notifier
+    fast_flush: DomainList  # fast_flush_domains: the sites ETRN may flush
 
 
 @dataclass(eq=False)
@@ -165,7 +167,7 @@ class MailSystem:
                                  results_hook=self.metrics.delivery_results)
         self._qmgr_task = asyncio.create_task(self.qmgr.run(), name="qmgr")
         self.smtpd = SmtpServer(config, gen.cleanup, gen.restrictions, gen.dns, self.log,
-                                on_connect=self.metrics.connection)
+                                on_connect=self.metrics.connection, etrn=self._etrn)
         await self.smtpd.start()
         pickup = Pickup(config, self._pickup_cleanup,  # type: ignore[arg-type]
                         self.log, self._clock)
@@ -207,7 +209,21 @@ class MailSystem:
         except BaseException:
             tables.close()
             raise
-        return _Generation(config, tables, dns, cleanup, restrictions, route, agents, notifier)
+        fast_flush = DomainList(config.get_list("fast_flush_domains"), tables,
+                                match_subdomains="fast_flush_domains" in
+                                config.get_list("parent_domain_matches_subdomains"))
+        return _Generation(config, tables, dns, cleanup, restrictions, route, agents, notifier,
+                           fast_flush)
+
+    async def _etrn(self, site: str) -> bool:
+        """ETRN: flush the deferred mail of a site in fast_flush_domains, as Postfix's flush
+        service does for smtpd."""
+        if self._generation is None or self.qmgr is None:
+            return False
+        if not await self._generation.fast_flush.matches(site):
+            return False
+        await self.qmgr.flush_site(site)
+        return True
 
     async def _metrics_server(self, config: Config) -> MetricsServer | None:
         address = parse_listen(config.get("metrics_listen"))

@@ -57,6 +57,11 @@ INTERNAL = reply(451, "4.3.0", "Error: internal error")
 WRITE_ERROR = reply(451, "4.3.0", "Error: queue file write error")
 
 
+
+# ETRN site -> True when the site is eligible (fast_flush_domains) and its deferred mail was
+# scheduled, False when it is not eligible.
+Etrn = Callable[[str], Awaitable[bool]]
+
 class Policy(Protocol):
     """What restrictions.Restrictions offers smtpd (a fake in unit tests)."""
 
@@ -143,8 +148,10 @@ class Dialogue:
 
     def __init__(self, settings: SmtpdSettings, state: SessionState, restrictions: Policy,
                  new_queue_id: Callable[[], str], space_ok: Callable[[int], Awaitable[bool]],
-                 log: MailLog, *, input_pending: Callable[[], bool] = lambda: False):
+                 log: MailLog, *, input_pending: Callable[[], bool] = lambda: False,
+                 etrn: Etrn | None = None):
         self.settings = settings
+        self._etrn = etrn
         self.state = state
         self._restrictions = restrictions
         self._new_queue_id = new_queue_id
@@ -422,10 +429,19 @@ class Dialogue:
             return NEED_HELO
         if self.state.tx is not None:
             return reply(503, "5.5.1", "Error: MAIL transaction in progress")
-        if not arg.strip():
+        site = arg.strip().lstrip("@")
+        if not site or site.startswith("#") or " " in site:
             return reply(500, "5.5.4", "Syntax: ETRN domain")
-        # The flush service (fast_flush_domains) arrives with the scheduler.
-        return reply(458, "4.3.0", "Unable to queue messages")
+        if self._etrn is None:
+            return reply(458, "4.3.0", "Unable to queue messages")
+        try:
+            eligible = await self._etrn(site)
+        except Exception as exc:  # the flush must never cost the session
+            self._log.warning("smtpd", f"ETRN {site}: {exc}")
+            return reply(458, "4.3.0", "Unable to queue messages")
+        if not eligible:
+            return reply(459, "4.3.0", f"<{site}>: service unavailable")
+        return reply(250, "2.0.0", "Queuing started")
 
 
 COMMANDS: dict[str, Callable[[Dialogue, str], Awaitable[Reply]]] = {

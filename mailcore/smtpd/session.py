@@ -40,6 +40,7 @@ from mailcore.smtpd.policy import (
     WRITE_ERROR,
     Dialogue,
     Effects,
+    Etrn,
     Policy,
     SessionState,
     disconnect_counts,
@@ -121,7 +122,8 @@ class _Closing(Exception):
 class Session:
     def __init__(self, settings: SmtpdSettings, stream: Stream, client: ClientInfo, *,
                  sink: MessageSink, restrictions: Policy, resolver: NameResolver | None,
-                 log: MailLog, space_ok: Callable[[int], Awaitable[bool]]) -> None:
+                 log: MailLog, space_ok: Callable[[int], Awaitable[bool]],
+                 etrn: Etrn | None = None) -> None:
         self.settings = settings
         self._stream = stream
         self._sink = sink
@@ -130,7 +132,8 @@ class Session:
         self.state = SessionState(client)
         self._lines = LineReader(self._read)
         self.dialogue = Dialogue(settings, self.state, restrictions, sink.new_queue_id,
-                                 space_ok, log, input_pending=lambda: self._lines.pending)
+                                 space_ok, log, input_pending=lambda: self._lines.pending,
+                                 etrn=etrn)
         self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._deadline = self._loop.time() + settings.session_time_limit

@@ -167,7 +167,7 @@ DIALOGUE = [
     (b"VRFY b@example.test", "252 2.0.0 b@example.test"),
     (b"ETRN example.test", "503 5.5.1 Error: MAIL transaction in progress"),
     (b"RSET", "250 2.0.0 Ok"),
-    (b"ETRN example.test", "458 4.3.0 Unable to queue messages"),
+    (b"ETRN example.test", "459 4.3.0 <example.test>: service unavailable"),  # not a relay domain
     (b"NOOP", "250 2.0.0 Ok"),
     (b"", "500 5.5.2 Error: bad syntax"),
     (b"QUIT", "221 2.0.0 Bye"),
