@@ -54,6 +54,10 @@ SENT = "sent"
 DEFERRED = "deferred"
 BOUNCED = "bounced"
 
+# RecipientResult.action for a success whose NOTIFY the next hop accepted over DSN: the duty
+# to send the success notice went with the message, so mailcore sends none (as Postfix).
+DELEGATED = "delegated"
+
 
 @dataclass(frozen=True)
 class Route:
@@ -106,7 +110,7 @@ class RecipientResult:
     dsn: str  # enhanced status code, e.g. "2.0.0", "4.4.1", "5.1.1"
     reason: str  # the remote reply or the local reason, sanitised
     relay: str = "none"  # "mx.example.com[192.0.2.1]:25", "local", "none"
-    action: str = ""  # DSN action override: "relayed", "delivered", "expanded" (success notices)
+    action: str = ""  # DSN action: "relayed", "delivered", "expanded", or DELEGATED
 
 
 @dataclass(frozen=True)

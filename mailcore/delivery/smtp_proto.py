@@ -31,7 +31,7 @@ from mailcore.delivery.smtp_wire import (
     parse_ehlo,
     rcpt_command,
 )
-from mailcore.model import DeliveryRequest, RecipientRef
+from mailcore.model import DELEGATED, DeliveryRequest, RecipientRef
 from mailcore.status import default_dsn
 
 STAGE_GREETING = "receiving the initial server greeting"
@@ -250,9 +250,10 @@ def _end_of_data(s: Session, reply: ServerReply, accepted: list[RecipientRef],
     if not dsn.startswith("2"):
         dsn = "2.0.0"
     for rcpt in accepted:
-        # Without DSN at the next hop, a requested success notice can only say "relayed".
+        # Without DSN at the next hop, a requested success notice can only say "relayed";
+        # with it, the next hop sends the notice itself.
         wants_success = "SUCCESS" in (rcpt.notify or "").upper().split(",")
-        action = "relayed" if wants_success and not features.dsn else ""
+        action = "" if not wants_success else DELEGATED if features.dsn else "relayed"
         s.attempt.rcpt_done(rcpt.seq, dsn, reply.text, s.target.relay, action)
 
 

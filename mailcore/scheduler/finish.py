@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mailcore.model import BOUNCED, SENT, Delays, DeliveryResult, RecipientResult
+from mailcore.model import BOUNCED, DELEGATED, SENT, Delays, DeliveryResult, RecipientResult
 from mailcore.queue import DEFERRED, QueuedMessage, QueuedRecipient
 from mailcore.scheduler.loglines import expired_line, removed_line
 from mailcore.scheduler.policy import backoff, delay_warning_due, expired, queue_lifetime
@@ -89,7 +89,8 @@ async def _notices(qm: QueueManager, message: QueuedMessage, actions: Mapping[in
     whether every notice went out."""
     waiting = [r for r in message.recipients if r.done and not r.notified]
     bounced = tuple(r for r in waiting if r.status == BOUNCED)
-    sent = tuple(r for r in waiting if r.status == SENT and wants_success_notice(r))
+    sent = tuple(r for r in waiting if r.status == SENT and wants_success_notice(r)
+                 and actions.get(r.seq) != DELEGATED)
     notified: list[int] = []
     complete = True
     for kind, group in (("bounced", bounced), ("succeeded", sent)):

@@ -81,3 +81,41 @@ async def test_refused_recipient_bounces_to_the_sender(tmp_path):
     assert "Final-Recipient: rfc822; nobody@far.example" in text
     assert "Status: 5.1.1" in text and "Action: failed" in text
     assert f"{queue_id}: sender non-delivery notification:" in srv.log
+
+
+async def _success_notice_test(tmp_path, far_extensions):  # type: ignore[no-untyped-def]
+    """Send with NOTIFY=SUCCESS to far.example; return what the sender's domain received."""
+    from support.client import raw_session
+
+    async with Peer(Script(extensions=far_extensions)) as far, \
+            Peer(Script(name="home.test")) as home:
+        transport = tmp_path / "transport"
+        transport.write_text(f"far.example smtp:[127.0.0.1]:{far.port}\n"
+                             f"client.test smtp:[127.0.0.1]:{home.port}\n")
+        settings = {"transport_maps": f"texthash:{transport}"}
+        async with running_server(tmp_path, settings, services=MASTER_SERVICES) as srv:
+            await raw_session(srv.host, srv.port, (
+                b"EHLO client.test\r\nMAIL FROM:<alice@client.test>\r\n"
+                b"RCPT TO:<bob@far.example> NOTIFY=SUCCESS\r\n"
+                b"DATA\r\nSubject: dsn\r\n\r\nx\r\n.\r\nQUIT\r\n"))
+
+            async def settled() -> bool:
+                return not await srv.messages() and bool(far.messages)
+
+            await wait_for(settled)
+        return list(home.messages)
+
+
+async def test_success_notice_says_relayed_when_the_next_hop_lacks_dsn(tmp_path):
+    notices = await _success_notice_test(tmp_path, ("PIPELINING", "8BITMIME"))
+    assert len(notices) == 1
+    notice = email.message_from_bytes(notices[0].replace(b"\r\n", b"\n"),
+                                      policy=email.policy.default)
+    report = next(p for p in notice.walk()
+                  if p.get_content_type() == "message/delivery-status")
+    assert "Action: relayed" in report.as_string()
+
+
+async def test_no_success_notice_when_the_next_hop_takes_the_dsn(tmp_path):
+    # The next hop advertises DSN and got NOTIFY=SUCCESS: it owes the notice, not us.
+    assert await _success_notice_test(tmp_path, ("PIPELINING", "8BITMIME", "DSN")) == []

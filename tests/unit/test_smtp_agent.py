@@ -14,7 +14,7 @@ from support.fakedns import FakeLookups
 from mailcore.config import from_mapping
 from mailcore.delivery.smtp import SmtpAgent
 from mailcore.delivery.smtp_wire import data_stream, fold
-from mailcore.model import BOUNCED, DEFERRED, SENT, DeliveryRequest, RecipientRef
+from mailcore.model import BOUNCED, DEFERRED, DELEGATED, SENT, DeliveryRequest, RecipientRef
 
 EHLO = "250-peer.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 DSN\r\n"
 OK = "220 peer.test ESMTP\r\n" + EHLO
@@ -109,7 +109,7 @@ async def test_mixed_rcpt_results_and_dsn_pass_through() -> None:
                                         notify="SUCCESS,FAILURE", orig_rcpt="Orig+1@x.test"))
     assert outcome(result) == [(SENT, "2.0.0"), (BOUNCED, "5.1.1"), (DEFERRED, "4.2.0")]
     assert result.recipients[0].relay == "192.0.2.1[192.0.2.1]:25"
-    assert result.recipients[0].action == ""  # the next hop does DSN itself
+    assert result.recipients[0].action == DELEGATED  # the next hop does DSN itself
     assert result.recipients[1].reason == ("host 192.0.2.1[192.0.2.1] said: 550 5.1.1 "
                                            "<b@x.test>: unknown (in reply to RCPT TO command)")
     lines = bytes(server.written).split(b"\r\n")
