@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mailcore.errors import MailcoreError
+from mailcore.tasks import finish_or_cancel
 
 MAX_LINE = 16 * 1024 * 1024  # a queue operation may name many queue IDs
 READ_TIMEOUT = 30.0  # how long a connected client may take to send its request
@@ -261,12 +262,7 @@ class ControlServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        await finish_or_cancel(self._tasks, CLOSE_GRACE)
         self._remove()
 
     def _remove(self) -> None:

@@ -27,6 +27,7 @@ from mailcore.model import RecipientResult
 from mailcore.queue import STATES, WriterStats
 from mailcore.queue.writer import COMMIT_BUCKETS
 from mailcore.scheduler.qmgr import DestinationLoad
+from mailcore.tasks import finish_or_cancel
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_TIMEOUT = 10.0
@@ -231,12 +232,7 @@ class MetricsServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        await finish_or_cancel(self._tasks, CLOSE_GRACE)
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:

@@ -38,6 +38,7 @@ from mailcore.queue import free_space_ok
 from mailcore.smtpd.policy import Etrn, Policy
 from mailcore.smtpd.session import MessageSink, NameResolver, Session
 from mailcore.smtpd.settings import SmtpdSettings, reply, smtpd_settings
+from mailcore.tasks import finish_or_cancel
 
 __all__ = ["MessageSink", "SmtpServer", "serve_stdio"]
 
@@ -216,12 +217,7 @@ class SmtpServer:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, give sessions ``grace`` seconds to finish, then cancel them."""
         await self._close_listeners()
-        if self._sessions:
-            _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        await finish_or_cancel(self._sessions, grace)
 
     async def _close_listeners(self) -> None:
         listeners, self._listeners = list(self._listeners.values()), {}
