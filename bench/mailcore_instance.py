@@ -126,14 +126,25 @@ class MailcoreInstance:
         assert self._process is not None
         return self._process.pid
 
+    @property
+    def queue_db(self) -> Path:
+        """The queue's SQLite database (queue_directory/queue.db)."""
+        return self.root / "queue" / "queue.db"
+
     def peak_rss_kib(self) -> int | None:
         """VmHWM of the server process: the most resident memory it has used so far."""
+        return self.status_kib("VmHWM")
+
+    def status_kib(self, field: str) -> int | None:
+        """A kB figure from the server's /proc/PID/status (VmRSS, VmHWM, RssAnon, ...);
+        None once the process is gone or when the kernel does not report that field."""
         try:
             status = Path(f"/proc/{self.pid}/status").read_text()
         except OSError:
             return None
+        prefix = f"{field}:"
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(prefix):
                 return int(line.split()[1])
         return None
 
