@@ -5,8 +5,11 @@ per-command counts of the disconnect log line), MAIL/RCPT parameter handling (SI
 SMTPUTF8, RET, ENVID, NOTIFY, ORCPT), sequencing, restriction calls at each stage (the facts
 they see, the defer_if_permit state carried between stages, the transaction's access-table
 effects: HOLD, DISCARD, REDIRECT, FILTER, PREPEND), and the reject/warn/hold log lines.
-Every handler returns a ``Reply``; DATA returns a 354 and leaves reading the content to
-session.py.
+Every handler returns a ``Reply``; DATA returns a 354 and BDAT returns ``BDAT_GO`` and
+leave reading the content to session.py. BDAT sequencing (RFC 3030, as Postfix): it needs
+MAIL and an accepted RCPT like DATA, the data-stage restrictions run at the first chunk,
+DATA and RCPT are refused once BDAT began, and after a failed chunk every further chunk of
+the transaction gets the same refusal (session.py still consumes its octets).
 
 Must not: read or write the network, sleep, or touch the queue (it asks the sink only for a
 queue ID, and ``space_ok`` for queue_minfree).
@@ -35,6 +38,7 @@ from mailcore.address import (
 from mailcore.log import MailLog
 from mailcore.model import ClientInfo, Envelope, EnvelopeRecipient
 from mailcore.restrictions import Deferral, Facts, Verdict
+from mailcore.smtpd.bdat import parse_bdat
 from mailcore.smtpd.settings import Reply, SmtpdSettings, reply
 
 COMMAND_ORDER = ("helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
@@ -55,6 +59,8 @@ NO_SPACE = reply(452, "4.3.1", "Insufficient system storage")
 TOO_MANY_RCPTS = reply(452, "4.5.3", "Error: too many recipients")
 INTERNAL = reply(451, "4.3.0", "Error: internal error")
 WRITE_ERROR = reply(451, "4.3.0", "Error: queue file write error")
+BDAT_SYNTAX = reply(501, "5.5.4", "Syntax: BDAT count [LAST]", close=True)
+BDAT_GO = reply(250, "2.0.0", "Ok")  # not sent: tells session.py to store the chunk
 
 
 
@@ -99,6 +105,8 @@ class Transaction:
     queue_id: str | None = None
     started: float = field(default_factory=time.time)
     effects: Effects = field(default_factory=Effects)
+    bdat: bool = False  # a BDAT chunk was sent for this transaction (DATA and RCPT refused)
+    bdat_failed: Reply | None = None  # the refusal every further chunk gets
 
 
 @dataclass
@@ -255,6 +263,7 @@ class Dialogue:
         words += ["ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         if s.smtputf8:
             words.append("SMTPUTF8")
+        words.append("CHUNKING")
         return [w for w in words if w.split()[0] not in s.discard_ehlo_keywords]
 
     # --- MAIL -------------------------------------------------------------------------
@@ -326,6 +335,8 @@ class Dialogue:
         state, s, tx = self.state, self.settings, self.state.tx
         if tx is None:
             return NEED_MAIL
+        if tx.bdat:
+            return reply(503, "5.5.1", "Error: RCPT command after BDAT")
         if arg[:3].upper() != "TO:":
             return reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
         if s.recipient_limit and len(tx.recipients) >= s.recipient_limit:
@@ -380,6 +391,8 @@ class Dialogue:
             return reply(501, "5.5.4", "Syntax: DATA")
         if tx is None:
             return NEED_RCPT
+        if tx.bdat:
+            return reply(503, "5.5.1", "Error: DATA command after BDAT")
         if not tx.recipients:
             return NO_VALID_RCPT
         answer = await self._verdict(self._facts("data", "DATA"), "DATA")
@@ -387,6 +400,35 @@ class Dialogue:
             self.log_reject("DATA", answer)
             return answer
         return Reply(354, ("End data with <CR><LF>.<CR><LF>",))
+
+    async def bdat(self, arg: str) -> Reply:
+        """May this BDAT chunk be stored? ``BDAT_GO``, or the refusal to send once its
+        octets are consumed (a syntax error closes the session: the chunk size is unknown,
+        so its octets could only be misread as commands)."""
+        command = parse_bdat(arg)
+        if command is None:
+            return BDAT_SYNTAX
+        if "CHUNKING" in self.settings.discard_ehlo_keywords:
+            return reply(502, "5.5.1", "Error: command not implemented")
+        tx = self.state.tx
+        if tx is None:
+            return NEED_RCPT
+        if not tx.recipients:
+            return NO_VALID_RCPT
+        if tx.bdat_failed is not None:
+            return tx.bdat_failed
+        if not tx.bdat:
+            tx.bdat = True
+            # The data stage, as if DATA: "DATA" for the restrictions' sake (reject_multi_
+            # recipient_bounce), never "pipelined" (the chunk octets always follow at once,
+            # and Postfix's reject_unauth_pipelining does not act on BDAT).
+            facts = replace(self._facts("data", "DATA"), pipelined=False)
+            answer = await self._verdict(facts, "BDAT")
+            if answer is not None:
+                self.log_reject("BDAT", answer)
+                tx.bdat_failed = answer
+                return answer
+        return BDAT_GO
 
     async def end_of_data(self) -> Reply | None:
         answer = await self._verdict(self._facts("end_of_data", "END-OF-MESSAGE"),
@@ -448,5 +490,5 @@ COMMANDS: dict[str, Callable[[Dialogue, str], Awaitable[Reply]]] = {
     "HELO": Dialogue.helo, "EHLO": Dialogue.ehlo, "MAIL": Dialogue.mail,
     "RCPT": Dialogue.rcpt, "DATA": Dialogue.data, "RSET": Dialogue.rset,
     "NOOP": Dialogue.noop, "QUIT": Dialogue.quit, "VRFY": Dialogue.vrfy,
-    "ETRN": Dialogue.etrn,
+    "ETRN": Dialogue.etrn, "BDAT": Dialogue.bdat,
 }

@@ -3,17 +3,21 @@
 Owns: reading command lines (CRLF only, bounded length), timeouts (smtpd_timeout for each
 network wait, smtpd_session_time_limit for the whole session), error and junk counting with
 smtpd_error_sleep_time, pipelining (replies are flushed only when no more input is
-buffered), receiving DATA into the sink's MessageWriter (with the transaction's
-access-table PREPEND headers first and its HOLD/DISCARD/REDIRECT/FILTER effects handed to
-cleanup with the finished message), the durable 250 (sent only after ``sink.enqueue``
-returned), and the connect / disconnect / timeout / lost-connection log lines.
+buffered), receiving DATA or BDAT chunks into the sink's MessageWriter (with the
+transaction's access-table PREPEND headers first and its HOLD/DISCARD/REDIRECT/FILTER
+effects handed to cleanup with the finished message), the durable 250 (sent only after
+``sink.enqueue`` returned; for BDAT, the reply to the LAST chunk), and the connect /
+disconnect / timeout / lost-connection log lines.
 
 Must not: parse addresses or decide policy (policy.py does), or write to the queue other
 than through the sink.
 
 Invariants: every network wait sits under ``asyncio.timeout_at``; CancelledError is never
 swallowed; a client never sees exception text (internal errors answer 451 4.3.0); a
-MessageWriter that was opened is either enqueued or aborted.
+MessageWriter that was opened is either enqueued or aborted (a partial BDAT message when
+its transaction ends by RSET, HELO/EHLO, an error, or the end of the session); the octets
+of every syntactically valid BDAT chunk are consumed, refused or not, and never read as
+commands.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from mailcore.cleanup import CleanedMessage, CleanupReject, MessageWriter, received_header
@@ -30,8 +34,10 @@ from mailcore.log import MailLog
 from mailcore.model import ClientInfo, Envelope
 from mailcore.queue import QueueFullError, QueueWriteError
 from mailcore.smtpd import data as data_mod
-from mailcore.smtpd.lines import BARE_LF, CUT, EOF, LineReader
+from mailcore.smtpd.bdat import BdatCommand, ChunkReader, LineSplitter, parse_bdat, receive_chunk
+from mailcore.smtpd.lines import BARE_LF, CUT, EOF
 from mailcore.smtpd.policy import (
+    BDAT_GO,
     COMMANDS,
     INTERNAL,
     JUNK_COMMANDS,
@@ -43,6 +49,7 @@ from mailcore.smtpd.policy import (
     Etrn,
     Policy,
     SessionState,
+    Transaction,
     disconnect_counts,
 )
 from mailcore.smtpd.settings import Reply, SmtpdSettings, reply
@@ -111,6 +118,17 @@ class _EffectsWriter:
         return replace(cleaned, verdict=verdict)
 
 
+@dataclass
+class _Chunked:
+    """The BDAT message being received: its transaction, writer and octets so far."""
+
+    tx: Transaction
+    writer: MessageWriter
+    feed: data_mod.Feed
+    splitter: LineSplitter
+    octets: int = 0
+
+
 class _LostConnection(Exception):
     pass
 
@@ -130,7 +148,8 @@ class Session:
         self._resolver = resolver
         self._log = log
         self.state = SessionState(client)
-        self._lines = LineReader(self._read)
+        self._lines = ChunkReader(self._read)
+        self._chunked: _Chunked | None = None
         self.dialogue = Dialogue(settings, self.state, restrictions, sink.new_queue_id,
                                  space_ok, log, input_pending=lambda: self._lines.pending,
                                  etrn=etrn)
@@ -179,6 +198,7 @@ class Session:
             self._log.info("smtpd", f"lost connection after {self._last} from "
                                     f"{self.state.client.display}")
         finally:
+            self._drop_chunked()
             self._log.info("smtpd", f"disconnect from {self.state.client.display} "
                                     f"{disconnect_counts(self.state)}")
             self._stream.close()
@@ -249,7 +269,11 @@ class Session:
         if verb == "DATA":
             await self._data(arg)
             return
+        if verb == "BDAT":
+            await self._bdat(arg)
+            return
         answer = await self._guarded(verb, arg)
+        self._drop_stale_chunked()
         self._finish_command(verb, answer)
         await self._send(answer)
 
@@ -283,16 +307,7 @@ class Session:
             return
         tx, envelope = self.state.tx, self.state.envelope()
         assert tx is not None and tx.queue_id is not None
-        # Access-table PREPEND headers go before our Received header, as in Postfix.
-        prepended = [h.encode("utf-8", "surrogateescape") for h in tx.effects.prepend]
-        writer = await self._sink.open(
-            queue_id=tx.queue_id, sender=tx.sender, local_submission=False,
-            first_headers=prepended + received_header(
-                client=envelope.client, myhostname=self.settings.myhostname,
-                mail_name=self.settings.mail_name, queue_id=tx.queue_id,
-                recipients=[r.address for r in tx.recipients]),
-            client=envelope.client, recipient=tx.recipients[0].address,
-        )
+        writer = await self._open_writer(tx, envelope)
         feed = data_mod.Feed(writer)
         try:
             await self._send(answer)
@@ -313,8 +328,21 @@ class Session:
         self._finish_command("DATA", final)
         await self._send(final)
 
+    async def _open_writer(self, tx: Transaction, envelope: Envelope) -> MessageWriter:
+        assert tx.queue_id is not None
+        # Access-table PREPEND headers go before our Received header, as in Postfix.
+        prepended = [h.encode("utf-8", "surrogateescape") for h in tx.effects.prepend]
+        return await self._sink.open(
+            queue_id=tx.queue_id, sender=tx.sender, local_submission=False,
+            first_headers=prepended + received_header(
+                client=envelope.client, myhostname=self.settings.myhostname,
+                mail_name=self.settings.mail_name, queue_id=tx.queue_id,
+                recipients=[r.address for r in tx.recipients]),
+            client=envelope.client, recipient=tx.recipients[0].address,
+        )
+
     async def _commit(self, writer: MessageWriter, feed: data_mod.Feed, envelope: Envelope,
-                      queue_id: str) -> Reply:
+                      queue_id: str, *, octets: int | None = None) -> Reply:
         refusal: Reply | None = None
         if writer.too_big:
             refusal = TOO_BIG
@@ -336,9 +364,10 @@ class Session:
             if refusal is not INTERNAL:
                 self.dialogue.log_reject("END-OF-MESSAGE", refusal)
             return refusal
-        return await self._enqueue(writer, envelope, queue_id)
+        return await self._enqueue(writer, envelope, queue_id, octets=octets)
 
-    async def _enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str) -> Reply:
+    async def _enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str, *,
+                       octets: int | None = None) -> Reply:
         try:
             queue_id = await self._sink.enqueue(writer, envelope, queue_id)
         except CleanupReject as exc:
@@ -354,4 +383,93 @@ class Session:
             self._log.warning("smtpd", f"{queue_id}: {what}: {exc}")
             writer.abort()
             return WRITE_ERROR
+        if octets is not None:  # BDAT: Postfix names the message size as well
+            return reply(250, "2.0.0", f"Ok: {octets} bytes queued as {queue_id}")
         return reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+    # --- BDAT -------------------------------------------------------------------------
+    async def _bdat(self, arg: str) -> None:
+        command = parse_bdat(arg)
+        answer = await self._guarded("BDAT", arg)
+        if command is None:
+            tx = self.state.tx
+            shown = "".join(c if c.isprintable() else "?" for c in arg[:100])
+            self._log.warning("smtpd", f"{tx.queue_id if tx and tx.queue_id else 'NOQUEUE'}: "
+                                       f"malformed BDAT command syntax from "
+                                       f"{self.state.client.display}: BDAT {shown}")
+            self._finish_command("BDAT", answer)
+            await self._send(answer)  # closes: the octets that follow cannot be delimited
+            return
+        tx = self.state.tx
+        if answer is BDAT_GO and tx is not None:
+            answer = await self._store_chunk(command, tx)
+        else:
+            await self._consume(command.size, None)
+            if tx is not None and tx.bdat and tx.bdat_failed is None:
+                tx.bdat_failed = answer
+        if tx is not None and tx.bdat and (command.last or tx.bdat_failed is not None):
+            self._drop_chunked()
+            if command.last and self.state.tx is tx:
+                self.state.tx = None  # RFC 3030: the LAST chunk ends the transaction
+        self._drop_stale_chunked()
+        self._finish_command("BDAT", answer)
+        await self._send(answer)
+
+    async def _store_chunk(self, command: BdatCommand, tx: Transaction) -> Reply:
+        chunked = self._chunked
+        if chunked is None:
+            try:
+                chunked = self._chunked = await self._open_chunked(tx)
+            except Exception as exc:  # the sink's trouble: a 4xx, never exception text
+                self._log.error("smtpd", f"{tx.queue_id}: BDAT: {type(exc).__name__}: {exc}")
+                await self._consume(command.size, None)
+                tx.bdat_failed = INTERNAL
+                return INTERNAL
+        limit = self.settings.message_size_limit
+        if limit and chunked.octets + command.size > limit:
+            await self._consume(command.size, None)
+            self.dialogue.log_reject("BDAT", TOO_BIG)
+            tx.bdat_failed = TOO_BIG
+            return TOO_BIG
+        if await self._consume(command.size, chunked.splitter) == BARE_LF:
+            self._drop_chunked()
+            self.state.tx = None
+            await self._bare_newline()
+        chunked.octets += command.size
+        if not command.last:
+            return reply(250, "2.0.0", f"Ok: {command.size} bytes")
+        await chunked.splitter.close()
+        self._chunked = None  # from here on the writer belongs to _commit
+        assert tx.queue_id is not None
+        return await self._commit(chunked.writer, chunked.feed, self.state.envelope(),
+                                  tx.queue_id, octets=chunked.octets)
+
+    async def _open_chunked(self, tx: Transaction) -> _Chunked:
+        writer = await self._open_writer(tx, self.state.envelope())
+        feed = data_mod.Feed(writer)
+        splitter = LineSplitter(feed, limit=self.settings.line_length_limit,
+                                forbid_bare_lf=self.settings.forbid_bare_newline)
+        return _Chunked(tx, writer, feed, splitter)
+
+    async def _consume(self, size: int, splitter: LineSplitter | None) -> str:
+        """A chunk's octets, stored or skipped; a lost connection ends the session."""
+        try:
+            outcome = await receive_chunk(self._lines, size, splitter)
+        except BaseException:
+            self._drop_chunked()
+            raise
+        if outcome == EOF:
+            self._drop_chunked()
+            raise _LostConnection
+        return outcome
+
+    def _drop_chunked(self) -> None:
+        """Abort the partial BDAT message, if any (its spool file goes)."""
+        if self._chunked is not None:
+            self._chunked.writer.abort()
+            self._chunked = None
+
+    def _drop_stale_chunked(self) -> None:
+        """RSET, HELO/EHLO or an internal error ended the BDAT message's transaction."""
+        if self._chunked is not None and self.state.tx is not self._chunked.tx:
+            self._drop_chunked()
