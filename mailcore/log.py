@@ -12,6 +12,7 @@ never raises into mail handling (a failing log file is reported once on standard
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -43,9 +44,19 @@ class MailLog:
             else stream or sys.stderr
         )
         self._broken = False
+        # The stamp has whole seconds, so it is formatted once per second, not per line.
+        self._stamp_second: int | None = None
+        self._stamp = ""
+
+    def _stamp_for(self, now: float) -> str:
+        second = math.floor(now)
+        if second != self._stamp_second:
+            self._stamp = time.strftime("%b %e %H:%M:%S", time.localtime(second))
+            self._stamp_second = second
+        return self._stamp
 
     def line(self, service: str, text: str, *, syslog_name: str | None = None) -> None:
-        stamp = time.strftime("%b %e %H:%M:%S", time.localtime(self._clock()))
+        stamp = self._stamp_for(self._clock())
         name = syslog_name or self.syslog_name
         record = f"{stamp} {self.hostname} {name}/{service}[{self._pid}]: {_one_line(text)}\n"
         try:
@@ -72,6 +83,8 @@ class MailLog:
 
 def _one_line(text: str) -> str:
     # Remote text (replies, headers) must never forge extra log lines.
+    if text.isprintable():  # the usual case: nothing to replace (" " is printable)
+        return text
     return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
 
 

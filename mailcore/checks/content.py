@@ -125,6 +125,10 @@ class ContentChecks:
         return any(self._tables.values())
 
     @property
+    def has_body_checks(self) -> bool:
+        return bool(self._tables["body_checks"])
+
+    @property
     def reports_nesting(self) -> bool:
         """Postfix refuses over-deep MIME nesting only when some header check is configured."""
         return any(self._tables[name] for name in _MAP_CLASS.values())
@@ -223,6 +227,12 @@ class MessageInspector:
         self._redirect: str | None = None
         self._filter: str | None = None
         self._bcc: list[str] = []
+
+    @property
+    def checks_body(self) -> bool:
+        """Whether body lines may still be looked up (False once filtering stopped or when
+        no body_checks table is configured): then ``body`` returns every line as it is."""
+        return self.filtering and self.checks.has_body_checks
 
     async def header(self, event: HeaderEvent) -> LineResult:
         if not self.filtering:

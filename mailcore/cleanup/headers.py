@@ -5,8 +5,9 @@ Must not: do I/O.
 
 from __future__ import annotations
 
-import email.utils
+import math
 import re
+import time
 
 from mailcore.model import ClientInfo, Envelope
 
@@ -19,12 +20,35 @@ def header_name(first_line: bytes) -> str:
     return match.group(1).decode("ascii").lower() if match else ""
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def rfc2822_date(when: float | None = None) -> str:
+    """The local time as email.utils.formatdate(when, localtime=True) writes it, at a
+    fraction of its cost (it goes through two datetime objects): this runs per message."""
+    if when is None:
+        when = time.time()
+    second = math.floor(when)
+    if round((when - second) * 1e6) >= 1_000_000:
+        second += 1  # datetime rounds to the microsecond first, and so may reach the next second
+    t = time.localtime(second)
+    offset = t.tm_gmtoff
+    hours, rest = divmod(abs(offset), 3600)
+    minutes, seconds = divmod(rest, 60)
+    zone = f"{'-' if offset < 0 else '+'}{hours:02d}{minutes:02d}"
+    if seconds:
+        zone += f"{seconds:02d}"
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {zone}")
+
+
 def received_header(
     *, client: ClientInfo, myhostname: str, mail_name: str, queue_id: str,
     recipients: list[str], when: float | None = None, local_uid: int | None = None,
 ) -> list[bytes]:
     """Postfix's Received header as physical lines (remote: from/by/with/id/for)."""
-    date = email.utils.formatdate(when, localtime=True)
+    date = rfc2822_date(when)
     if local_uid is not None:
         return [
             f"Received: by {myhostname} ({mail_name}, from userid {local_uid})".encode(),

@@ -36,6 +36,9 @@ from mailcore.rewrite import Rewriter, header_rewrite_context
 from mailcore.tables import TableSet
 
 LOCAL_CLIENT = ClientInfo(address="", name="localhost", protocol="local")
+# Messages up to this size are kept in memory between DATA and the commit instead of in a
+# spool file; the same bound the spool file's write buffer had.
+SPOOL_MEMORY_LIMIT = 256 * 1024
 
 
 def cleanup_settings(config: Config) -> CleanupSettings:
@@ -46,6 +49,7 @@ def cleanup_settings(config: Config) -> CleanupSettings:
         hopcount_limit=config.get_int("hopcount_limit"),
         message_size_limit=config.get_size("message_size_limit"),
         always_add_missing_headers=config.get_bool("always_add_missing_headers"),
+        memory_limit=SPOOL_MEMORY_LIMIT,
     )
 
 
@@ -117,7 +121,8 @@ class Cleanup:
             envelope = await self._rewrite_envelope(envelope, cleaned)
             await self._queue.enqueue(self._new_message(envelope, cleaned, queue_id))
         finally:
-            cleaned.spool_path.unlink(missing_ok=True)
+            if cleaned.content is None:
+                cleaned.spool_path.unlink(missing_ok=True)
         self._log_accepted(queue_id, envelope, cleaned)
         return queue_id
 
@@ -157,7 +162,8 @@ class Cleanup:
             sender=envelope.sender,
             recipients=tuple(NewRecipient(r.address, r.orig_rcpt, r.notify, r.orcpt)
                              for r in envelope.recipients),
-            content_path=cleaned.spool_path, content=None, size=cleaned.size,
+            content_path=cleaned.spool_path if cleaned.content is None else None,
+            content=cleaned.content, size=cleaned.size,
             arrival_time=envelope.arrival_time, envid=envelope.envid, ret=envelope.ret,
             attrs=attrs, state=HOLD if cleaned.verdict.hold else INCOMING, queue_id=queue_id,
         )

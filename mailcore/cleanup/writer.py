@@ -1,16 +1,20 @@
 """One message on its way to the spool: lines in, queued form out.
 
-Owns: streaming a message to a spool file while it arrives (memory: one header at most),
-driving the MIME tracker and the content checks for each header and body line, rewriting
-primary header addresses, removing Bcc from local submissions, adding missing
-Message-ID/Date/From (or Resent- forms) where Postfix does, hopcount_limit and
-message_size_limit while receiving.
+Owns: streaming a message to the spool while it arrives: a message that stays within
+``memory_limit`` bytes is kept in memory and comes out as ``CleanedMessage.content`` (no file
+is made: creating and removing a file per message cost more than the rest of cleanup), a
+larger one goes to the spool file in ``_FLUSH_SIZE`` pieces (memory: one piece plus one
+header at most); driving the MIME tracker and the content checks for each header and body
+line (a plain body with no checks to run bypasses both), rewriting primary header
+addresses, removing Bcc from local submissions, adding missing Message-ID/Date/From (or
+Resent- forms) where Postfix does, hopcount_limit and message_size_limit while receiving.
 
 Must not: enqueue or decide routing (service.py does); speak SMTP.
 
 Invariants: stored lines end in LF (delivery agents add CR where their protocol needs it); a
 refusal found mid-stream waits for the end of DATA (the client is still sending) and then
-raises ``CleanupReject``; the spool file is removed on every path that does not return it.
+raises ``CleanupReject``; the spool file is removed on every path that does not return it;
+a finished message is either ``content`` (bytes) or the file at ``spool_path``, never both.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class CleanupSettings:
     hopcount_limit: int = 50
     message_size_limit: int = 10240000  # 0 = unlimited
     always_add_missing_headers: bool = False
+    # Messages up to this many stored bytes stay in memory instead of a spool file; 0 means
+    # always a file (mailcore's own knob, not a main.cf parameter).
+    memory_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,10 @@ class CleanedMessage:
     received_count: int
     verdict: Verdict  # content-check effects: discard, hold, redirect, filter, bcc
     logs: tuple[str, ...] = ()  # content-check log lines, already formatted
+    content: bytes | None = None  # the message when it was kept in memory (no spool file)
 
+
+_FLUSH_SIZE = 256 * 1024  # spool file writes happen in pieces of about this size
 
 _REWRITTEN_HEADERS = frozenset({
     "from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender",
@@ -96,8 +106,12 @@ class MessageWriter:
         self._inspector = inspector
         self._tracker = tracker
         self._rewrite_header = rewrite_header
-        fd = os.open(spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=256 * 1024)
+        self._buffer = bytearray()  # stored bytes not yet in the spool file
+        self._stored = 0  # bytes stored so far (memory and file)
+        self._file: BinaryIO | None = None
+        self._made_file = False
+        if settings.memory_limit <= 0:
+            self._open_file()
         self._size = 0
         self.too_big = False
         self._rejected: CleanupReject | None = None
@@ -106,6 +120,7 @@ class MessageWriter:
         self._message_id: str | None = None
         self._logs: list[str] = []
         self._first_headers = first_headers
+        self._plain_body = False  # see _feed
 
     async def start(self) -> None:
         """Feed cleanup's own headers first: they count toward hopcount and meet the checks."""
@@ -121,11 +136,19 @@ class MessageWriter:
             self.too_big = True
         if self.too_big or self._rejected:
             return  # keep reading to the end of DATA, store nothing more
+        if self._plain_body:
+            self._write(line)
+            return
         await self._feed(line)
 
     async def _feed(self, line: bytes) -> None:
-        for event in self._tracker.feed(line):
+        tracker = self._tracker
+        for event in tracker.feed(line):
             await self._event(event)
+        # In the body with no multipart boundary open, the tracker can only return each line
+        # as a BodyEvent from now on; without body checks those are stored as they are.
+        self._plain_body = (not tracker.in_headers and tracker.depth == 0
+                            and not self._inspector.checks_body)
 
     async def _event(self, event: object) -> None:
         if isinstance(event, HeaderEvent):
@@ -208,8 +231,26 @@ class MessageWriter:
 
     def _write(self, line: bytes) -> None:
         if self._rejected is None:
-            self._file.write(line)
-            self._file.write(b"\n")
+            buffer = self._buffer
+            buffer += line
+            buffer += b"\n"
+            self._stored += len(line) + 1
+            if self._file is not None:
+                if len(buffer) >= _FLUSH_SIZE:
+                    self._flush_buffer()
+            elif len(buffer) > self._settings.memory_limit:
+                self._open_file()
+                self._flush_buffer()
+
+    def _open_file(self) -> None:
+        fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._made_file = True
+        self._file = os.fdopen(fd, "wb")
+
+    def _flush_buffer(self) -> None:
+        assert self._file is not None
+        self._file.write(self._buffer)
+        self._buffer.clear()
 
     # --- ending ---------------------------------------------------------------------------
     async def finish(self) -> CleanedMessage:
@@ -228,9 +269,15 @@ class MessageWriter:
         if rejection is not None:
             self.abort()
             raise rejection
-        self._file.close()
-        return CleanedMessage(self.spool_path, self._sender, self.spool_path.stat().st_size,
-                              self._message_id, self._received, verdict, tuple(self._logs))
+        content: bytes | None = None
+        if self._file is None:
+            content = bytes(self._buffer)
+        else:
+            self._flush_buffer()
+            self._file.close()
+        self._buffer = bytearray()
+        return CleanedMessage(self.spool_path, self._sender, self._stored, self._message_id,
+                              self._received, verdict, tuple(self._logs), content)
 
     @property
     def logs(self) -> tuple[str, ...]:
@@ -238,9 +285,11 @@ class MessageWriter:
         return tuple(self._logs)
 
     def abort(self) -> None:
-        if not self._file.closed:
+        self._buffer = bytearray()
+        if self._file is not None and not self._file.closed:
             self._file.close()
-        self.spool_path.unlink(missing_ok=True)
+        if self._made_file:
+            self.spool_path.unlink(missing_ok=True)
 
 
 async def open_writer(settings: CleanupSettings, spool_path: Path, *, queue_id: str,

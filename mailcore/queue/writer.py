@@ -8,9 +8,11 @@ Must not: know what the operations do; decide policy.
 
 Invariants:
 - One task runs all writes, in submission order. It takes whatever is waiting (at most
-  ``max_batch``), runs each operation under its own SAVEPOINT inside one transaction, COMMITs
-  once, then resolves every waiter. An operation that fails rolls back to its savepoint and
-  fails alone; its neighbours still commit.
+  ``max_batch``), runs the operations inside one transaction, COMMITs once, then resolves
+  every waiter. An operation that fails fails alone; its neighbours still commit: the batch
+  is first run without savepoints (each costs two round trips to the database thread), and
+  when an operation fails the transaction is rolled back and the batch run again with each
+  operation under its own SAVEPOINT, so the failing one rolls back alone.
 - When an error ends the whole transaction (SQLite may roll back by itself, e.g. on disk
   full) or COMMIT fails, nothing of the batch is stored, and every operation of the batch is
   retried in a transaction of its own, so each gets its own outcome.
@@ -164,7 +166,9 @@ class Writer:
         # A waiter that gave up before its turn (e.g. the SMTP session was cancelled) has
         # no one to tell about a commit, so its work is skipped.
         live = [request for request in batch if not request.future.done()]
-        outcomes = await self._group(live) if len(live) > 1 else None
+        outcomes = await self._optimistic(live) if len(live) > 1 else None
+        if outcomes is None and len(live) > 1:
+            outcomes = await self._group(live)
         if outcomes is None:
             outcomes = [await self._single(request) for request in live]
         for request, outcome in zip(live, outcomes, strict=True):
@@ -174,6 +178,21 @@ class Writer:
                 request.future.set_exception(outcome.error)
             else:
                 request.future.set_result(outcome.result)
+
+    async def _optimistic(self, live: list[_Request]) -> list[_Outcome] | None:
+        """The whole batch in one transaction without savepoints; None when anything failed
+        (then nothing is stored and the caller runs the batch again with savepoints)."""
+        db = self._db
+        started = time.perf_counter()
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            results = [await request.op(db) for request in live]
+            await db.execute("COMMIT")
+        except Exception:
+            await self._rollback()
+            return None
+        self._committed(started, len(live))
+        return [_Outcome(result=result) for result in results]
 
     async def _group(self, live: list[_Request]) -> list[_Outcome] | None:
         """One transaction for the whole batch; None means: nothing stored, retry singly."""

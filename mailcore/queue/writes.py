@@ -11,6 +11,7 @@ is never held in memory, and the event loop never blocks on the file.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,30 +75,62 @@ async def _choose_id(db: aiosqlite.Connection, msg: NewMessage, allocate: Callab
     raise QueueWriteError("no free queue ID after repeated tries")
 
 
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (queue_id, state, arrival_time, create_time, sender, size, nrcpt,"
+    " envid, ret, attrs, content_chunks, content_size)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_CONTENT = "INSERT INTO content (queue_id, seq, data) VALUES (?, ?, ?)"
+
+
+def _message_row(queue_id: str, msg: NewMessage, now: float,
+                 tally: _Tally) -> tuple[object, ...]:
+    return (
+        queue_id, msg.state, msg.arrival_time, now, msg.sender, msg.size,
+        len(msg.recipients), msg.envid, msg.ret, json.dumps(dict(msg.attrs)),
+        tally.chunks, tally.size,
+    )  # fmt: skip
+
+
+def _is_duplicate_key(exc: sqlite3.IntegrityError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+
+
+async def _insert_message_row(db: aiosqlite.Connection, msg: NewMessage,
+                              allocate: Callable[[], str], now: float, tally: _Tally) -> str:
+    """The message row first, its primary key standing in for the separate "is this ID in
+    use" query: a failing first statement leaves nothing of the operation behind."""
+    tries = 1 if msg.queue_id is not None else _ID_TRIES
+    for _ in range(tries):
+        queue_id = msg.queue_id if msg.queue_id is not None else allocate()
+        try:
+            await db.execute(_INSERT_MESSAGE, _message_row(queue_id, msg, now, tally))
+        except sqlite3.IntegrityError as exc:
+            if not _is_duplicate_key(exc):
+                raise
+            continue
+        return queue_id
+    if msg.queue_id is not None:
+        # A pre-allocated ID may already be in a Received: header, so it cannot change.
+        raise QueueWriteError(f"{msg.queue_id}: queue ID already in use")
+    raise QueueWriteError("no free queue ID after repeated tries")
+
+
 async def insert_message(
     db: aiosqlite.Connection, msg: NewMessage, allocate: Callable[[], str], now: float
 ) -> str:
-    queue_id = await _choose_id(db, msg, allocate)
-    tally = _Tally()
-    chunks = (
-        _file_chunks(queue_id, msg.content_path, tally)
-        if msg.content_path is not None
-        else _bytes_chunks(queue_id, msg.content or b"", tally)
-    )
-    try:
-        await db.executemany("INSERT INTO content (queue_id, seq, data) VALUES (?, ?, ?)", chunks)
-    finally:
-        chunks.close()  # closes the spool file now, also when the insert failed
-    await db.execute(
-        "INSERT INTO messages (queue_id, state, arrival_time, create_time, sender, size, nrcpt,"
-        " envid, ret, attrs, content_chunks, content_size)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            queue_id, msg.state, msg.arrival_time, now, msg.sender, msg.size,
-            len(msg.recipients), msg.envid, msg.ret, json.dumps(dict(msg.attrs)),
-            tally.chunks, tally.size,
-        ),
-    )  # fmt: skip
+    if msg.content is not None:
+        # Content in memory: its chunk count and size are known before it is stored, so
+        # the message row goes first and no separate ID query is needed.
+        content = msg.content
+        tally = _Tally(-(-len(content) // CHUNK_SIZE), len(content))
+        queue_id = await _insert_message_row(db, msg, allocate, now, tally)
+        if len(content) > CHUNK_SIZE:
+            await db.executemany(_INSERT_CONTENT, _bytes_chunks(queue_id, content, _Tally()))
+        elif content:  # empty content has no chunk at all
+            await db.execute(_INSERT_CONTENT, (queue_id, 0, content))
+    else:
+        queue_id = await _insert_spooled(db, msg, allocate, now)
     await db.executemany(
         "INSERT INTO recipients (queue_id, seq, address, orig_rcpt, notify, orcpt)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -106,6 +139,21 @@ async def insert_message(
             for seq, r in enumerate(msg.recipients)
         ],
     )
+    return queue_id
+
+
+async def _insert_spooled(db: aiosqlite.Connection, msg: NewMessage,
+                          allocate: Callable[[], str], now: float) -> str:
+    """Content from a spool file: stored first, because only reading it tells its size."""
+    assert msg.content_path is not None
+    queue_id = await _choose_id(db, msg, allocate)
+    tally = _Tally()
+    chunks = _file_chunks(queue_id, msg.content_path, tally)
+    try:
+        await db.executemany(_INSERT_CONTENT, chunks)
+    finally:
+        chunks.close()  # closes the spool file now, also when the insert failed
+    await db.execute(_INSERT_MESSAGE, _message_row(queue_id, msg, now, tally))
     return queue_id
 
 

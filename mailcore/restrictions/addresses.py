@@ -75,6 +75,8 @@ def valid_hostname(name: str) -> bool:
 
 
 def valid_hostaddr(text: str) -> bool:
+    if ":" not in text and not text[:1].isdigit():
+        return False  # neither IPv6 (has a colon) nor IPv4 (starts with a digit): no parse
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -48,6 +48,8 @@ def _unquoted_positions(text: str) -> list[int]:
 
 
 def find_unquoted(text: str, op: str, *, last: bool) -> int:
+    if '"' not in text and "\\" not in text:  # the usual address: nothing is quoted
+        return text.rfind(op) if last else text.find(op)
     hits = [i for i in _unquoted_positions(text) if text[i] == op]
     if not hits:
         return -1
