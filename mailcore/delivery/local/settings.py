@@ -81,7 +81,7 @@ def local_settings(config: Config) -> LocalSettings:
         fallback_transport=config.get("fallback_transport"),
         fallback_transport_maps=config.get_tables("fallback_transport_maps"),
         home_mailbox=config.get("home_mailbox"),
-        mail_spool_directory=config.get("mail_spool_directory"),
+        mail_spool_directory=str(config.get_path("mail_spool_directory")),
         mailbox_size_limit=config.get_size("mailbox_size_limit"),
         locks=LockSettings(
             kinds=config.get_list("mailbox_delivery_lock"),
