@@ -1,9 +1,10 @@
 """master.cf: Postfix master(5) service definitions as an immutable, typed model.
 
 Owns: reading master.cf text into ``Service`` records (one per logical line), the ``-o``
-overrides of each service, the pipe(8) attributes of pipe services, inet listen addresses,
-``postconf -Mf`` style formatting, and the verdict on which entries have no effect in one
-process (``MasterConfig.inert``).
+overrides of each service, inet listen addresses and ports, and the ``MasterConfig`` model.
+Parts: master_pipe.py (pipe(8) attributes, ``PipeSpec``), master_roles.py (listeners,
+transports and the verdict on which entries have no effect in one process), master_format.py
+(``postconf -Mf`` style formatting). Their public names are importable from here too.
 
 Must not: open sockets, look names up (no DNS, no NSS: ``resolve_port`` uses a built-in table),
 expand ``$name`` in ``-o`` values or pipe argv (main.cf expansion and the pipe agent do that),
@@ -12,6 +13,8 @@ or read any file but the one it is given.
 Invariants: a ``MasterConfig`` holds each name/type once, in file order; every bad line is a
 ``ConfigError`` carrying the file and the first physical line of the logical line; ``-`` columns
 take Postfix 3.x defaults (private y, unpriv y, chroot n, no wakeup, maxproc default).
+
+Reads no main.cf parameter.
 """
 
 from __future__ import annotations
@@ -23,19 +26,39 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from mailcore.config.master_format import _BLANKS, format_service
+from mailcore.config.master_pipe import PIPE_DEFAULT_NULL_SENDER, PIPE_FLAGS, PipeSpec, _pipe_spec
+from mailcore.config.master_roles import (
+    DELIVERY_AGENTS,
+    LISTENER_DAEMON,
+    _inert_reasons,
+    _is_listener,
+    _is_transport,
+)
 from mailcore.errors import ConfigError
 
+__all__ = [
+    "DELIVERY_AGENTS",
+    "LISTENER_DAEMON",
+    "PIPE_DEFAULT_NULL_SENDER",
+    "PIPE_FLAGS",
+    "SERVICE_TYPES",
+    "WELL_KNOWN_PORTS",
+    "MasterConfig",
+    "PipeSpec",
+    "Service",
+    "format_service",
+    "load_master_cf",
+    "parse_master_cf",
+    "resolve_port",
+]
+
 SERVICE_TYPES = frozenset({"inet", "unix", "unix-dgram", "fifo", "pass"})
-LISTENER_DAEMON = "smtpd"
-DELIVERY_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard"})
 WELL_KNOWN_PORTS: Mapping[str, int] = MappingProxyType({
     "smtp": 25, "submission": 587, "submissions": 465, "smtps": 465, "lmtp": 24,
 })
-PIPE_FLAGS = frozenset("BDFORXhqu.>")
-PIPE_DEFAULT_NULL_SENDER = "MAILER-DAEMON"
 
 _FIELDS = ("service name", "type", "private", "unpriv", "chroot", "wakeup", "maxproc", "command")
-_BLANKS = " \t\r\n"
 _MAX_INT = 2**31 - 1  # Postfix keeps these fields in a C int
 _HOSTNAME = re.compile(
     r"(?=.{1,255}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?"
@@ -43,54 +66,6 @@ _HOSTNAME = re.compile(
 )
 _DOTTED_NUMBERS = re.compile(r"[0-9.]+")  # looks like an address, but is not a valid one
 _SERVICE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
-_OCTAL = re.compile(r"[0-7]{1,3}")
-_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-
-
-def _coroutine(role: str) -> str:
-    return (f"{role} runs inside mailcore as a coroutine; "
-            "this entry's process settings have no effect")
-
-
-def _absent(role: str) -> str:
-    return f"{role}: mailcore runs no separate process for this; the entry has no effect"
-
-
-# Postfix daemons whose job mailcore does in-process (or does not need in one process).
-_BUILTIN: Mapping[str, str] = MappingProxyType({
-    "pickup": _coroutine("pickup"),
-    "cleanup": _coroutine("cleanup"),
-    "qmgr": _coroutine("qmgr (the scheduler)"),
-    "oqmgr": _coroutine("the scheduler (qmgr; there is no separate oqmgr)"),
-    "trivial-rewrite": _coroutine("trivial-rewrite (address rewriting and resolving)"),
-    "bounce": _coroutine("bounce (bounce, defer and trace notices)"),
-    "flush": _coroutine("flush (handled by the scheduler)"),
-    "showq": _absent("showq (the queue tools read the queue database directly)"),
-    "proxymap": _absent("proxymap (lookup tables are opened in-process)"),
-    "postlogd": _absent("postlogd (mailcore writes its own log)"),
-    "verify": _absent("verify"),
-    "anvil": _absent("anvil"),
-    "scache": _absent("scache"),
-    "tlsmgr": _absent("tlsmgr"),
-    "postscreen": "postscreen is not part of mailcore; no listener is opened for this entry",
-    "dnsblog": "dnsblog serves postscreen, which is not part of mailcore",
-    "tlsproxy": "tlsproxy serves postscreen, which is not part of mailcore",
-})
-
-
-@dataclass(frozen=True)
-class PipeSpec:
-    """pipe(8) attributes. ``argv`` is kept unexpanded (``${recipient}`` stays as written)."""
-
-    flags: str
-    user: str
-    group: str | None
-    argv: tuple[str, ...]
-    size_limit: int | None = None  # None: no limit (absent or size=0)
-    eol: str = "\n"  # escapes already decoded
-    directory: str | None = None
-    null_sender: str = PIPE_DEFAULT_NULL_SENDER
-    chroot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -414,170 +389,3 @@ def _is_ip(text: str, version: int | None = None) -> bool:
         return False
     return version is None or address.version == version
 
-
-def _pipe_spec(words: tuple[str, ...], where: _Where) -> PipeSpec:
-    """pipe(8) attributes; names are case-insensitive and everything after argv= is argv."""
-    found: dict[str, str] = {}
-    flags, argv = "", None
-    for index, word in enumerate(words):
-        name, equals, value = word.partition("=")
-        key = name.lower()
-        if not equals or key not in ("flags", "user", "size", "eol", "directory",
-                                     "null_sender", "chroot", "argv"):
-            raise where.error(f'pipe: unknown attribute "{word}": expected flags=, user=, '
-                              "size=, eol=, directory=, null_sender=, chroot= or argv=")
-        if key == "argv":
-            argv = (value, *words[index + 1:])
-            break
-        if key == "flags":
-            flags += _pipe_flags(value, where)
-        found[key] = value
-    return _pipe_from(found, flags, argv, where)
-
-
-def _pipe_flags(value: str, where: _Where) -> str:
-    unknown = sorted(set(value) - PIPE_FLAGS)
-    if unknown:
-        raise where.error(f'pipe: unknown flag(s) {"".join(unknown)} in flags={value}: '
-                          f'expected letters from {"".join(sorted(PIPE_FLAGS))}')
-    return value
-
-
-def _pipe_from(found: dict[str, str], flags: str, argv: tuple[str, ...] | None,
-               where: _Where) -> PipeSpec:
-    if "user" not in found:
-        raise where.error("pipe: missing user= attribute (the user the command runs as)")
-    user, _, group = found["user"].partition(":")
-    if not user:
-        raise where.error("pipe: user= needs a user name")
-    if user == "root" or group == "root":
-        raise where.error("pipe: user= must not give root privileges")
-    if argv is None:
-        raise where.error("pipe: missing argv= attribute (the command to run; it must come last)")
-    if not argv[0]:
-        raise where.error('pipe: argv= needs a command right after "="')
-    size = found.get("size")
-    if size is not None and not (size.isascii() and size.isdigit()):
-        raise where.error(f'pipe: size= expects a number of bytes, got "{size}"')
-    return PipeSpec(
-        flags=flags, user=user, group=group or None, argv=argv,
-        size_limit=(int(size) or None) if size is not None else None,
-        eol=_unescape(found.get("eol", "\\n")),
-        directory=found.get("directory"),
-        null_sender=found.get("null_sender", PIPE_DEFAULT_NULL_SENDER),
-        chroot=found.get("chroot"),
-    )
-
-
-def _unescape(text: str) -> str:
-    """C-like escapes as Postfix's unescape(): \\n \\t ... \\ooo; any other \\x gives x."""
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        index += 1
-        if char != "\\" or index == len(text):
-            out.append(char if char != "\\" else "")
-            continue
-        octal = _OCTAL.match(text, index)
-        if octal:
-            out.append(chr(int(octal.group(), 8) & 0xFF))  # C char truncation
-            index = octal.end()
-            continue
-        out.append(_ESCAPES.get(text[index], text[index]))
-        index += 1
-    return "".join(out)
-
-
-def _is_listener(service: Service) -> bool:
-    return service.type == "inet" and service.daemon == LISTENER_DAEMON
-
-
-def _is_transport(service: Service) -> bool:
-    return service.type == "unix" and service.daemon in DELIVERY_AGENTS
-
-
-def _inert_reasons(service: Service) -> list[str]:
-    daemon = service.daemon
-    if daemon in _BUILTIN:
-        return [_BUILTIN[daemon]]
-    if service.type == "inet" and daemon != LISTENER_DAEMON:
-        return [f"{daemon} on an inet service: mailcore listens only with smtpd, "
-                "so this address is not opened"]
-    if daemon == LISTENER_DAEMON and service.type != "inet":
-        return [f"smtpd on a {service.type} service: mailcore's smtpd listens only on inet "
-                "services"]
-    if daemon in DELIVERY_AGENTS and service.type != "unix":
-        return [f"{daemon} on a {service.type} service: delivery agents are transports only "
-                "as unix services"]
-    if daemon not in DELIVERY_AGENTS and daemon != LISTENER_DAEMON:
-        return [f"mailcore has no daemon named {daemon}; the entry is accepted and ignored"]
-    return _inert_fields(service)
-
-
-def _inert_fields(service: Service) -> list[str]:
-    """Columns and options of an active service that one process cannot honour."""
-    reasons: list[str] = []
-    if service.chroot:
-        reasons.append("chroot y: mailcore runs as one process and does not chroot")
-    if not service.private and service.type != "inet":
-        reasons.append("private n: mailcore has no per-service sockets to make public")
-    if not service.unpriv:
-        reasons.append("unpriv n: mailcore does not switch privileges per service")
-    if service.wakeup is not None:
-        reasons.append("wakeup: a timer only matters for pickup, qmgr and flush")
-    if service.debug:
-        reasons.append("-D: debugger_command is not run")
-    if service.verbose:
-        reasons.append("-v: per-service verbose logging is not supported")
-    if service.operands and service.daemon != "pipe":
-        reasons.append(f"arguments ignored by {service.daemon}: " + " ".join(service.operands))
-    if service.pipe is not None and service.pipe.chroot is not None:
-        reasons.append("pipe chroot=: mailcore does not chroot commands")
-    return reasons
-
-
-_COLUMN_GOALS = (0, 11, 17, 25, 33, 41, 49, 57)
-_LINE_LIMIT = 80
-_INDENT = "    "
-
-
-def format_service(service: Service) -> str:
-    """The entry as ``postconf -Mf`` prints it: aligned columns, each -o on its own line."""
-    line = ""
-    for goal, field in zip(_COLUMN_GOALS, (service.name, *_columns(service)), strict=True):
-        if line:
-            line = (line + " ").ljust(goal)
-        line += field
-    lines = [line]
-    args, index, in_options, force_wrap = service.args, 0, True, False
-    while index < len(args):
-        word = args[index]
-        in_options = in_options and word.startswith("-") and word != "--"
-        with_value = in_options and word == "-o" and index + 1 < len(args)
-        if with_value:
-            index += 1
-            shown = f"-o {_shown(args[index])}"
-        else:
-            shown = word if in_options else _shown(word)
-        # Postfix puts every option that takes a value on a line of its own.
-        if with_value or force_wrap or len(lines[-1]) + 1 + len(shown) >= _LINE_LIMIT:
-            lines.append(_INDENT + shown)
-        else:
-            lines[-1] += " " + shown
-        force_wrap = with_value
-        index += 1
-    return "\n".join(lines)
-
-
-def _shown(word: str) -> str:
-    return f"{{{word}}}" if not word or any(c in _BLANKS for c in word) else word
-
-
-def _columns(service: Service) -> tuple[str, ...]:
-    if service.columns:
-        return service.columns
-    wakeup = "-" if service.wakeup is None else str(service.wakeup)
-    return (service.type, "y" if service.private else "n", "y" if service.unpriv else "n",
-            "y" if service.chroot else "n", wakeup + ("?" if service.wakeup_conditional else ""),
-            "-" if service.maxproc is None else str(service.maxproc), service.command)
