@@ -1,25 +1,16 @@
-"""lmtp: delivery over LMTP (RFC 2033) to a message store such as Dovecot, as Postfix's lmtp(8).
+"""The LmtpAgent and one request's LMTP conversation (connect, dialogue, settling recipients).
 
-Owns: the next-hop forms ``unix:/path``, ``inet:host:port``, ``host:port``, ``[addr]:port``
-and ``host`` (port lmtp_tcp_port); the LMTP dialogue — greeting, LHLO, PIPELINING when
-offered, MAIL FROM with SIZE, BODY=8BITMIME, SMTPUTF8 and DSN RET/ENVID, one RCPT per
-recipient with DSN NOTIFY/ORCPT, DATA, the content streamed dot-stuffed, then one reply per
-accepted recipient — and settling every recipient on its own with Postfix's wording
-("host X said: … (in reply to end of DATA command)").
-
-Must not: change queue state, log delivery results, retry (the scheduler does all three), use
-the system resolver (host names go through mailcore.dns), or hold the message in memory.
-
-Invariants: every recipient of a request gets exactly one result unless the agent itself
-crashes; a broken or timed-out conversation defers the recipients not yet settled (4.4.2),
-never bounces them; a reply is a success only with a 2xx code; a failure reply that is not
-4xx/5xx is a protocol error (5.5.0), as Postfix; classification is mailcore.status.classify.
-
-main.cf: lmtp_lhlo_name, lmtp_tcp_port, lmtp_connect_timeout, lmtp_lhlo_timeout,
-lmtp_mail_timeout, lmtp_rcpt_timeout, lmtp_data_init_timeout, lmtp_data_xfer_timeout,
-lmtp_data_done_timeout, lmtp_quit_timeout, lmtp_skip_5xx_greeting, lmtp_assume_final,
-lmtp_line_length_limit, myhostname, queue_directory (relative unix: paths), and
-dns_nameservers/dns_timeout through mailcore.dns for host names.
+Owns: connecting to the next hop (a unix socket relative to queue_directory, or each
+address of an inet host in turn, names through mailcore.dns), the order of the dialogue —
+greeting, LHLO, MAIL/RCPT/DATA in lockstep or pipelined, the content, one reply per
+accepted recipient, QUIT — and the per-stage timeouts and phases used in failure wording.
+Must not: change queue state, log delivery results, retry, use the system resolver, or hold
+the message in memory; command text and reply wording come from proto.py.
+Invariants: every recipient gets exactly one result unless the agent itself crashes; a
+broken or timed-out conversation defers the recipients not yet settled, never bounces them;
+a queue file that cannot be read is a local data error (4.3.0), the message is then never
+ended with "."; the connection is always closed.
+Parameters: through LmtpSettings (settings.py); dns_nameservers/dns_timeout via Resolver.
 """
 
 from __future__ import annotations
@@ -29,25 +20,29 @@ import ipaddress
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
-from mailcore.address import AddressError, parse_address, xtext_encode
+from mailcore.address import AddressError
 from mailcore.config import Config
-from mailcore.config.types import BadValue, to_bool, to_int
 from mailcore.delivery import ContentSource, content_lines
-from mailcore.delivery.wire import (
-    MAX_LINE,
-    MalformedReply,
-    Wire,
-    WireError,
-    WireReply,
-    WireTimeout,
-    command_bytes,
+from mailcore.delivery.lmtp.proto import (
+    Nexthop,
+    Peer,
+    failure,
+    inet_peer,
+    mail_command,
+    needs_smtputf8,
+    parse_nexthop,
+    rcpt_command,
+    size_limit,
+    smtp_path,
+    stream_failure,
+    unix_peer,
 )
+from mailcore.delivery.lmtp.settings import LmtpSettings
+from mailcore.delivery.wire import MAX_LINE, Wire, WireError, WireReply, command_bytes
 from mailcore.dns import DnsResult, Resolver
-from mailcore.errors import ConfigError
 from mailcore.model import (
     BOUNCED,
     DEFERRED,
@@ -58,106 +53,12 @@ from mailcore.model import (
     RecipientRef,
     RecipientResult,
 )
-from mailcore.status import classify
 
-T = TypeVar("T")
-KNOWN_PORTS = {"lmtp": 24, "smtp": 25}  # Postfix's known_tcp_ports for the names that matter
 AFTER_DOT = "sending end of data -- message may be sent more than once"
 
 
 class AddressResolver(Protocol):
     async def addresses(self, name: str) -> DnsResult: ...
-
-
-@dataclass(frozen=True)
-class LmtpSettings:
-    lhlo_name: str
-    tcp_port: str
-    myhostname: str
-    queue_directory: Path
-    connect_timeout: float
-    lhlo_timeout: float
-    mail_timeout: float
-    rcpt_timeout: float
-    data_init_timeout: float
-    data_xfer_timeout: float
-    data_done_timeout: float
-    quit_timeout: float
-    skip_5xx_greeting: bool = True
-    assume_final: bool = False
-    line_length_limit: int = 998
-
-    @classmethod
-    def from_config(cls, config: Config) -> LmtpSettings:
-        def t(name: str) -> float:
-            return config.get_time(f"lmtp_{name}_timeout")
-
-        return cls(
-            lhlo_name=config.get("lmtp_lhlo_name"), tcp_port=config.get("lmtp_tcp_port"),
-            myhostname=config.get("myhostname"),
-            queue_directory=config.get_path("queue_directory"),
-            connect_timeout=t("connect"), lhlo_timeout=t("lhlo"), mail_timeout=t("mail"),
-            rcpt_timeout=t("rcpt"), data_init_timeout=t("data_init"),
-            data_xfer_timeout=t("data_xfer"), data_done_timeout=t("data_done"),
-            quit_timeout=t("quit"), skip_5xx_greeting=config.get_bool("lmtp_skip_5xx_greeting"),
-            assume_final=_optional(config, "lmtp_assume_final", to_bool, False),
-            line_length_limit=_optional(config, "lmtp_line_length_limit", to_int, 998),
-        )  # fmt: skip
-
-
-def _optional(config: Config, name: str, convert: Callable[[str], T], default: T) -> T:
-    """A Postfix parameter mailcore's parameter table does not list yet: its default when
-    unset, else its value converted (a bad value is a configuration error)."""
-    text = config.get(name)
-    if not text:
-        return default
-    try:
-        return convert(text)
-    except BadValue as exc:
-        origin = config.origins.get(name)
-        raise ConfigError(f"parameter {name}: {exc}", file=origin.file if origin else None,
-                          line=origin.line if origin else None) from None
-
-
-# --- next hop ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Nexthop:
-    kind: str  # "unix" or "inet"
-    host: str = ""  # inet: a name or an address (IPv6 without brackets)
-    port: int = 0
-    path: str = ""  # unix
-
-
-def parse_port(text: str) -> int:
-    if text.isdigit() and 0 < int(text) < 65536:
-        return int(text)
-    if text.lower() in KNOWN_PORTS:
-        return KNOWN_PORTS[text.lower()]
-    raise ValueError(f"bad port {text!r}")
-
-
-def parse_nexthop(nexthop: str, default_port: str = "24") -> Nexthop:
-    """``unix:/path``, ``inet:host[:port]``, ``host[:port]``, ``[addr][:port]``."""
-    kind, sep, rest = nexthop.partition(":")
-    if sep and kind.lower() == "unix":
-        if not rest or "\0" in rest:
-            raise ValueError("empty unix socket path")
-        return Nexthop("unix", path=rest)
-    if not (sep and kind.lower() == "inet"):
-        rest = nexthop
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError(f"bad host {rest!r}")
-        port_text = tail[1:] if tail else default_port
-    else:
-        host, _, port_text = rest.partition(":")
-        port_text = port_text or default_port
-    if not host or any(c.isspace() or c in "/[]" for c in host):
-        raise ValueError(f"bad host {host!r}")
-    return Nexthop("inet", host.lower().rstrip("."), parse_port(port_text))
 
 
 def _limit(seconds: float) -> float | None:
@@ -177,109 +78,8 @@ def _is_address(host: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Peer:
-    """Who we talk to: ``name`` as in "host X said", ``relay`` as in the maillog."""
-
-    name: str
-    relay: str
-
-
-def unix_peer(myhostname: str, path: str) -> Peer:
-    name = f"{myhostname}[{path}]"
-    return Peer(name, name)
-
-
-def inet_peer(host: str, addr: str, port: int) -> Peer:
-    name = f"{host}[{addr}]"
-    return Peer(name, f"{name}:{port}")
-
-
-# --- commands (plain functions) ----------------------------------------------------------
-
-
-def _path(address: str) -> str:
-    return "<" + (parse_address(address).text if address else "") + ">"
-
-
-def utf8_addr_xtext(address: str) -> str:
-    """RFC 6533 utf-8-addr-xtext for a non-ASCII ORCPT."""
-    return "".join(ch if 33 <= ord(ch) <= 126 and ch not in "+=\\" else f"\\x{{{ord(ch):X}}}"
-                   for ch in address)
-
-
-def orcpt_param(ref: RecipientRef) -> str:
-    """ORCPT from the recorded one, else from the original recipient (as Postfix)."""
-    addr_type, address = "rfc822", ref.orig_rcpt or ""
-    if ref.orcpt:
-        addr_type, _, address = ref.orcpt.partition(";")
-    if not address:
-        return ""
-    if address.isascii() and addr_type.lower() != "utf-8":
-        return f" ORCPT={addr_type};{xtext_encode(address)}"
-    return f" ORCPT=utf-8;{utf8_addr_xtext(address)}"
-
-
-def mail_command(request: DeliveryRequest, features: dict[str, str]) -> str:
-    attrs = dict(request.attrs)
-    parts = [f"MAIL FROM:{_path(request.sender)}"]
-    if "SIZE" in features:
-        parts.append(f"SIZE={request.size}")
-    if "8BITMIME" in features and attrs.get("body_type", "").upper() == "8BITMIME":
-        parts.append("BODY=8BITMIME")
-    if "SMTPUTF8" in features and attrs.get("smtputf8") == "yes":
-        parts.append("SMTPUTF8")
-    if "DSN" in features:
-        if request.ret:
-            parts.append(f"RET={request.ret.upper()}")
-        if request.envid:
-            parts.append(f"ENVID={xtext_encode(request.envid)}")
-    return " ".join(parts)
-
-
-def rcpt_command(ref: RecipientRef, features: dict[str, str]) -> str:
-    line = f"RCPT TO:{_path(ref.address)}"
-    if "DSN" in features:
-        if ref.notify:
-            line += f" NOTIFY={ref.notify.upper()}"
-        line += orcpt_param(ref)
-    return line
-
-
-def size_limit(features: dict[str, str]) -> int:
-    value = features.get("SIZE", "")
-    return int(value) if value.isdigit() else 0
-
-
-def needs_smtputf8(request: DeliveryRequest) -> bool:
-    addresses = [request.sender, *(r.address for r in request.recipients)]
-    return dict(request.attrs).get("smtputf8") == "yes" and not all(
-        a.isascii() for a in addresses)
-
-
-def failure(reply: WireReply, peer: Peer, command: str) -> tuple[str, str, str]:
-    """(status, dsn, reason) for a reply that refused what we asked, worded as Postfix."""
-    said = f"host {peer.name} said: {reply.text} (in reply to {command} command)"
-    dsn = reply.dsn
-    if dsn[:1] not in ("4", "5"):  # e.g. 250 to DATA: Postfix calls it a protocol error
-        return BOUNCED, "5.5.0", f"Protocol error: {said}"
-    return (BOUNCED if classify(reply.code, dsn) == "permanent" else DEFERRED), dsn, said
-
-
-def stream_failure(exc: WireError, peer: Peer, phase: str) -> tuple[str, str, str]:
-    if isinstance(exc, WireTimeout):
-        return DEFERRED, "4.4.2", f"conversation with {peer.name} timed out while {phase}"
-    if isinstance(exc, MalformedReply):
-        text = f": {exc.line}" if exc.line else ""
-        return DEFERRED, "4.5.0", f"host {peer.name} sent a malformed reply while {phase}{text}"
-    return DEFERRED, "4.4.2", f"lost connection with {peer.name} while {phase}"
-
-
 class _LocalDataError(Exception):
     """The queued content could not be read; the message must not be ended with "."."""
-
-
-# --- the agent ---------------------------------------------------------------------------
 
 
 class LmtpAgent:
@@ -464,14 +264,14 @@ class _Delivery:
     def sendable(self) -> list[RecipientRef]:
         """Recipients whose address can be written as an RCPT path; others bounce here."""
         try:
-            _path(self.request.sender)
+            smtp_path(self.request.sender)
         except AddressError as exc:
             self.fail_unsettled(BOUNCED, "5.1.7", f"bad sender address syntax: {exc.detail}")
             return []
         good = []
         for ref in self.request.recipients:
             try:
-                _path(ref.address)
+                smtp_path(ref.address)
             except AddressError as exc:
                 self.settle(ref, BOUNCED, "5.1.3", f"bad recipient address syntax: {exc.detail}")
             else:
