@@ -1,7 +1,8 @@
 """The scheduler (Postfix's qmgr): backoff, windows, the queue manager.
 
-Pure policy lives in policy.py and window.py; QueueManager (qmgr.py) is the only part that
-does I/O, through the injected queue, resolver, agents, notifier, clock and sleep.
+Pure policy lives in policy.py and window.py; QueueManager (qmgr.py) and the parts it
+delegates to (deliver.py, flush.py, admin.py, finish.py) do I/O only through the injected
+queue, resolver, agents, notifier, clock and sleep (their types: ports.py).
 See docs/scheduler.md.
 """
 
