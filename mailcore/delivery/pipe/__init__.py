@@ -183,11 +183,17 @@ class PipeAgent:
                 async for line in lines:
                     batch += copy_line(line, self.spec.flags, eol)
                     if len(batch) >= _WRITE_BATCH:
+                        if stdin.is_closing():
+                            raise BrokenPipeError  # the command closed its input
                         stdin.write(bytes(batch))
                         batch.clear()
                         await stdin.drain()
             if "B" in self.spec.flags:
                 batch += eol
+            # uvloop raises RuntimeError, not BrokenPipeError, for a write to a pipe the
+            # command already closed: look before writing.
+            if stdin.is_closing():
+                raise BrokenPipeError
             stdin.write(bytes(batch))
             await stdin.drain()
             stdin.close()
