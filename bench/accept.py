@@ -26,15 +26,20 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Protocol
 
-from harness import BenchError, Workload, find_smtp_source, free_port, run_smtp_source
+from harness import (
+    BenchError,
+    Workload,
+    find_smtp_source,
+    free_port,
+    run_arguments,
+    run_smtp_source,
+    terminate,
+)
 from mailcore_instance import MailcoreInstance
 from postfix_instance import PostfixInstance, postfix_available, postfix_version
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MAILCORE = REPO / ".venv" / "bin" / "mailcore"
 MIN_SIZE_LIMIT = 10240000  # Postfix's default message_size_limit
 
 
@@ -61,35 +66,10 @@ class Target:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--messages", type=int, default=2000, help="messages per round (2000)")
-    p.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (20)")
-    p.add_argument("--size", type=int, default=1000, help="body bytes per message (1000)")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds per target (3)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed messages per target before round 1 (default: --sessions)")
-    p.add_argument("--reuse-connections", action="store_true",
-                   help="smtp-source -d: keep each session's connection for many messages")
-    p.add_argument("--time-limit", type=float, default=60.0,
-                   help="seconds one smtp-source run may take before it is killed (60)")
-    p.add_argument("--no-postfix", action="store_true", help="measure mailcore only")
-    p.add_argument("--no-uvloop", action="store_true", help="mailcore serve --no-uvloop")
-    p.add_argument("--mailcore", type=Path, default=DEFAULT_MAILCORE,
-                   help="the mailcore executable (.venv/bin/mailcore)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
-    ns = p.parse_args(argv)
-    for name in ("messages", "sessions", "size", "rounds"):
-        if getattr(ns, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    if ns.warmup is None:
-        ns.warmup = ns.sessions
-    if ns.warmup < 0 or ns.time_limit <= 0:
-        p.error("--warmup must not be negative and --time-limit must be positive")
-    return ns
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    return run_arguments(argv, __doc__.split("\n\n")[0], messages=2000,
+                         time_limit=60.0,
+                         time_limit_help="seconds one smtp-source run may take before "
+                                         "it is killed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
               "(scripts/install-peers installs it)", file=sys.stderr)
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminate)
+        signal.signal(signum, terminate)
     workload = Workload(ns.messages, ns.sessions, ns.size, ns.reuse_connections)
     root = Path(tempfile.mkdtemp(prefix="mailcore-bench-"))
     root.chmod(0o755)  # Postfix's daemons (mail_owner) must reach their queue inside it

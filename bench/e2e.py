@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Protocol
 
 from harness import (
@@ -47,17 +47,17 @@ from harness import (
     find_smtp_sink,
     find_smtp_source,
     free_port,
+    run_arguments,
     smtp_source_failure,
     spawn_smtp_source,
     stop_process,
     tail,
+    terminate,
     wait_for_banner,
 )
 from mailcore_instance import MailcoreInstance
 from postfix_instance import PostfixInstance, postfix_available, postfix_version
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MAILCORE = REPO / ".venv" / "bin" / "mailcore"
 MIN_SIZE_LIMIT = 10240000  # Postfix's default message_size_limit
 RECIPIENT = "to@sink.test"  # a remote domain for both targets: delivered through relayhost
 POLL_SECONDS = 0.01  # how often the sink's counter is read while a batch is in flight
@@ -220,35 +220,10 @@ class Target:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--messages", type=int, default=1000, help="messages per round (1000)")
-    p.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (20)")
-    p.add_argument("--size", type=int, default=1000, help="body bytes per message (1000)")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds per target (3)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed messages per target before round 1 (default: --sessions)")
-    p.add_argument("--reuse-connections", action="store_true",
-                   help="smtp-source -d: keep each session's connection for many messages")
-    p.add_argument("--time-limit", type=float, default=120.0,
-                   help="seconds one batch may take from injection to empty queue (120)")
-    p.add_argument("--no-postfix", action="store_true", help="measure mailcore only")
-    p.add_argument("--no-uvloop", action="store_true", help="mailcore serve --no-uvloop")
-    p.add_argument("--mailcore", type=Path, default=DEFAULT_MAILCORE,
-                   help="the mailcore executable (.venv/bin/mailcore)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
-    ns = p.parse_args(argv)
-    for name in ("messages", "sessions", "size", "rounds"):
-        if getattr(ns, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    if ns.warmup is None:
-        ns.warmup = ns.sessions
-    if ns.warmup < 0 or ns.time_limit <= 0:
-        p.error("--warmup must not be negative and --time-limit must be positive")
-    return ns
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    return run_arguments(argv, __doc__.split("\n\n")[0], messages=1000,
+                         time_limit=120.0,
+                         time_limit_help="seconds one batch may take from injection to "
+                                         "empty queue")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
               "(scripts/install-peers installs them)", file=sys.stderr)
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminate)
+        signal.signal(signum, terminate)
     workload = Workload(ns.messages, ns.sessions, ns.size, ns.reuse_connections,
                         recipient=RECIPIENT, numbered=True)
     root = Path(tempfile.mkdtemp(prefix="mailcore-e2e-"))

@@ -11,6 +11,7 @@ program wrote something, ends with what it wrote.
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import socket
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 LOOPBACK = "127.0.0.1"
 SMTP_SOURCE_PATHS = ("/usr/sbin/smtp-source", "/usr/bin/smtp-source")
@@ -182,3 +184,42 @@ def mailq_count(text: str) -> int:
     if not totals:
         raise BenchError(f"no queue total in the listing: {text.strip()[-300:]!r}")
     return int(totals[-1])
+
+
+DEFAULT_MAILCORE = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "mailcore"
+
+
+def run_arguments(argv: list[str] | None, description: str, *, messages: int,
+                  time_limit: float, time_limit_help: str) -> argparse.Namespace:
+    """The options accept.py and e2e.py share, checked."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--messages", type=int, default=messages,
+                   help=f"messages per round ({messages})")
+    p.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (20)")
+    p.add_argument("--size", type=int, default=1000, help="body bytes per message (1000)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per target (3)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed messages per target before round 1 (default: --sessions)")
+    p.add_argument("--reuse-connections", action="store_true",
+                   help="smtp-source -d: keep each session's connection for many messages")
+    p.add_argument("--time-limit", type=float, default=time_limit,
+                   help=f"{time_limit_help} ({time_limit:g})")
+    p.add_argument("--no-postfix", action="store_true", help="measure mailcore only")
+    p.add_argument("--no-uvloop", action="store_true", help="mailcore serve --no-uvloop")
+    p.add_argument("--mailcore", type=Path, default=DEFAULT_MAILCORE,
+                   help="the mailcore executable (.venv/bin/mailcore)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    ns = p.parse_args(argv)
+    for name in ("messages", "sessions", "size", "rounds"):
+        if getattr(ns, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    if ns.warmup is None:
+        ns.warmup = ns.sessions
+    if ns.warmup < 0 or ns.time_limit <= 0:
+        p.error("--warmup must not be negative and --time-limit must be positive")
+    return ns
+
+
+def terminate(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that unwinds (so every finally stops its processes) and exits."""
+    raise SystemExit(128 + signum)
