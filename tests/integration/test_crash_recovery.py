@@ -6,27 +6,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 
 import aiosmtplib
 import pytest
+from support.process import start_server, stop, wait_for_banner
+from support.smtpd import free_port
 
 pytestmark = pytest.mark.integration
 
 CLIENTS = 12
 LOAD_SECONDS = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(directory: Path, port: int) -> None:
@@ -40,37 +33,6 @@ def write_config(directory: Path, port: int) -> None:
         "local_recipient_maps =\n"
     )
     (directory / "master.cf").write_text(f"127.0.0.1:{port} inet n - n - - smtpd\n")
-
-
-def start_server(directory: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailcore.cli", "-c", str(directory), "serve"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-
-
-def wait_for_banner(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            if s.recv(100).startswith(b"220"):
-                return
-        time.sleep(0.05)
-    raise AssertionError("server did not answer in time")
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    if process.stderr:
-        process.stderr.close()
 
 
 async def client_loop(port: int, number: int, acked: dict[str, str],
