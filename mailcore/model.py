@@ -104,6 +104,17 @@ class Delays:
 
 
 @dataclass(frozen=True)
+class Destination:
+    """One final destination a recipient was expanded to (local aliases, .forward): logged
+    on its own line as Postfix's local(8) does, ``to=<address>, orig_to=<recipient>``."""
+
+    address: str
+    status: str
+    dsn: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RecipientResult:
     seq: int
     status: str  # SENT, DEFERRED or BOUNCED
@@ -111,6 +122,9 @@ class RecipientResult:
     reason: str  # the remote reply or the local reason, sanitised
     relay: str = "none"  # "mx.example.com[192.0.2.1]:25", "local", "none"
     action: str = ""  # DSN action: "relayed", "delivered", "expanded", or DELEGATED
+    # Set when the agent delivered to other addresses than the queued one; status, dsn and
+    # reason above are then the recipient's overall outcome (what the queue records).
+    destinations: tuple[Destination, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -154,11 +154,19 @@ async def record(qm: QueueManager, active: ActiveMessage, transport_name: str,
     delays = finish.split_delays(message.arrival_time, active.entered, started, result)
     for outcome in results:
         rcpt = by_seq[outcome.seq]
-        qm.log.info(transport_name, delivery_line(
-            message.queue_id, rcpt.address, rcpt.orig_rcpt, relay=outcome.relay,
-            delay=now - message.arrival_time, delays=delays, dsn=outcome.dsn,
-            status=(words or {}).get(outcome.seq, outcome.status), reason=outcome.reason,
-        ))  # fmt: skip
+        status = (words or {}).get(outcome.seq, outcome.status)
+        # An expanded recipient (local aliases, .forward) gets a line per destination, with
+        # the queued recipient as orig_to, as Postfix's local(8) logs it.
+        lines = [(d.address, rcpt.orig_rcpt or rcpt.address, d.dsn,
+                  status if d.status == outcome.status else d.status, d.reason)
+                 for d in outcome.destinations] or [
+            (rcpt.address, rcpt.orig_rcpt, outcome.dsn, status, outcome.reason)]
+        for address, orig, dsn, line_status, reason in lines:
+            qm.log.info(transport_name, delivery_line(
+                message.queue_id, address, orig, relay=outcome.relay,
+                delay=now - message.arrival_time, delays=delays, dsn=dsn,
+                status=line_status, reason=reason,
+            ))  # fmt: skip
 
 
 def site_failure(results: list[RecipientResult], crashed: bool) -> tuple[str, str] | None:

@@ -118,7 +118,8 @@ async def test_local_alias_to_a_users_maildir(tmp_path, open_dir):
     assert delivered["Delivered-To"] == "postmaster@mx.test"
     new_file = next((home / "Maildir" / "new").iterdir())
     assert new_file.stat().st_uid == 1004
-    assert "to=<postmaster@mx.test>, relay=local" in srv.log
+    # One line per final destination, as Postfix's local(8) logs an alias expansion.
+    assert "to=<alice@mx.test>, orig_to=<postmaster@mx.test>, relay=local" in srv.log
     assert "status=sent (delivered to maildir)" in srv.log
 
 

@@ -34,6 +34,7 @@ from mailcore.model import (
     DEFERRED,
     DeliveryRequest,
     DeliveryResult,
+    Destination,
     EnvelopeRecipient,
     RecipientRef,
     RecipientResult,
@@ -100,7 +101,7 @@ class LocalAgent:
         except Exception as exc:
             self.warn(f"{request.queue_id}: local delivery to {ref.address}: {exc!r}")
             run.record("4.3.0", "local delivery failed: internal error")
-        return fold(ref.seq, run)
+        return fold(ref.seq, run, ref.address)
 
     async def _forward(self, run: Run, request: DeliveryRequest, message: MessageFile) -> None:
         for (sender, delivered, notify), addresses in run.forwards.items():
@@ -114,21 +115,40 @@ class LocalAgent:
                     sender=sender, recipients=recipients, delivered_to=header,
                     message=message, envid=request.envid, ret=request.ret)
             except ResubmitError as exc:
-                run.record(exc.dsn, exc.text)
+                _record_each(run, addresses, exc.dsn, exc.text)
                 continue
             except Exception as exc:
-                run.record("4.3.0", f"cannot resubmit forwarded message: {exc}")
+                _record_each(run, addresses, "4.3.0", f"cannot resubmit forwarded message: {exc}")
                 continue
-            run.record("2.0.0", f"forwarded as {queue_id}", "relayed")
+            _record_each(run, addresses, "2.0.0", f"forwarded as {queue_id}", "relayed")
 
 
-def fold(seq: int, run: Run) -> RecipientResult:
-    """One RecipientResult from every destination's outcome (see the module docstring)."""
+def _record_each(run: Run, addresses: list[str], dsn: str, text: str, action: str = "") -> None:
+    """One outcome per forwarded address, as Postfix logs each forward on its own line."""
+    for address in addresses:
+        run.current = address
+        run.record(dsn, text, action)
+    run.current = ""
+
+
+def fold(seq: int, run: Run, address: str = "") -> RecipientResult:
+    """One RecipientResult from every destination's outcome (see the module docstring);
+    when the recipient was expanded to other addresses, each destination is kept too."""
     if not run.outcomes:  # only duplicates: the same destination was already handled
         return RecipientResult(seq, "sent", "2.0.0", "delivered (duplicate)", relay=RELAY)
+    destinations = _destinations(run, address)
     for wanted in (DEFERRED, BOUNCED):
         for outcome in run.outcomes:
             if outcome.status == wanted:
-                return RecipientResult(seq, wanted, outcome.dsn, outcome.text, relay=RELAY)
+                return RecipientResult(seq, wanted, outcome.dsn, outcome.text, relay=RELAY,
+                                       destinations=destinations)
     last = run.outcomes[-1]
-    return RecipientResult(seq, "sent", last.dsn, last.text, relay=RELAY, action=last.action)
+    return RecipientResult(seq, "sent", last.dsn, last.text, relay=RELAY, action=last.action,
+                           destinations=destinations)
+
+
+def _destinations(run: Run, address: str) -> tuple[Destination, ...]:
+    outcomes = run.outcomes
+    if len(outcomes) == 1 and outcomes[0].address.lower() in ("", address.lower()):
+        return ()  # one destination, the queued address itself: the plain line says it all
+    return tuple(Destination(o.address or address, o.status, o.dsn, o.text) for o in outcomes)

@@ -57,6 +57,7 @@ class Outcome:
     dsn: str
     text: str
     action: str = ""
+    address: str = ""  # the address being delivered when this outcome was reached
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Run:
 
     seen: set[str] = field(default_factory=set)
     outcomes: list[Outcome] = field(default_factory=list)
+    current: str = ""  # the address the expansion is at (for per-destination log lines)
     forwards: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict)
 
     def been_here(self, key: str) -> bool:
@@ -75,7 +77,7 @@ class Run:
 
     def record(self, dsn: str, text: str, action: str = "") -> None:
         status = SENT if dsn[:1] == "2" else BOUNCED if dsn[:1] == "5" else DEFERRED
-        self.outcomes.append(Outcome(status, dsn, text, action))
+        self.outcomes.append(Outcome(status, dsn, text, action, self.current))
 
 
 class Expander:
@@ -90,6 +92,13 @@ class Expander:
 
     # --- recipient.c ----------------------------------------------------------------------
     async def recipient(self, run: Run, attr: Attr) -> None:
+        previous, run.current = run.current, attr.address
+        try:
+            await self._recipient(run, attr)
+        finally:
+            run.current = previous
+
+    async def _recipient(self, run: Run, attr: Attr) -> None:
         if attr.level > MAX_LEVEL:
             return run.record("5.4.6", "recipient nesting limit exceeded")
         if run.been_here(f"recipient {attr.level} {attr.address}"):
