@@ -8,6 +8,10 @@ postsuper's actions go through the control channel when the server answers, so t
 scheduler applies them safely to mail it is delivering, and straight to the database (one
 writer: a ``Queue`` opened here) when it does not.
 
+Parts: cli_queue_io.py (Streams, exit statuses, messages, queue counts) and
+cli_queue_admin.py (delete / hold / release / requeue); their public names are re-exported
+here.
+
 Must not: format listings (mailq.py), envelopes (postcat.py) or tables (qshape.py); decide
 what an administrative action does to a message (queue/admin.py, QueueManager).
 
@@ -20,16 +24,29 @@ request; progress goes to stderr only when it is a terminal; every failure is on
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from mailcore.cli_queue_admin import ADMIN_TIMEOUT, OPS, REQUEST_BATCH, add_admin_parsers, do_admin
+from mailcore.cli_queue_io import (
+    EX_NOINPUT,
+    EX_OK,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    PROG,
+    Send,
+    Streams,
+    count_messages,
+    fail,
+    queue_db,
+    warn,
+)
 from mailcore.config import Config
 from mailcore.control import ControlError, ServerNotRunning, request_sync
 from mailcore.errors import MailcoreError, UsageError
@@ -47,38 +64,34 @@ from mailcore.mailq import (
 from mailcore.postcat import Sections, write_message
 from mailcore.progress import Progress
 from mailcore.qshape import Shape, ShapeOptions, format_shape
-from mailcore.queue import STATES, Queue, QueueError, admin, open_reader, queue_paths
-from mailcore.queueid import is_queue_id
+from mailcore.queue import QueueError, admin, open_reader, queue_paths
 
-PROG = "mailcore queue"
-EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_TEMPFAIL = 0, 64, 66, 69, 70, 75
+__all__ = [
+    "ADMIN_TIMEOUT",
+    "EX_NOINPUT",
+    "EX_OK",
+    "EX_SOFTWARE",
+    "EX_TEMPFAIL",
+    "EX_UNAVAILABLE",
+    "EX_USAGE",
+    "FLUSH_DOWN",
+    "OPS",
+    "PROG",
+    "REQUEST_BATCH",
+    "SHAPE_QUEUES",
+    "Send",
+    "Streams",
+    "add_queue_parser",
+    "do_admin",
+    "do_flush",
+    "do_list",
+    "do_shape",
+    "do_show",
+    "run_queue",
+]
+
 FLUSH_DOWN = "Cannot flush mail queue - mail system is down"
-ADMIN_TIMEOUT = 3600.0  # a delete waits for deliveries in flight, which have their own limits
-REQUEST_BATCH = 1000
-OPS = {admin.DELETE: "queue_delete", admin.HOLD_ACTION: "queue_hold",
-       admin.RELEASE: "queue_release", admin.REQUEUE: "queue_requeue"}
 SHAPE_QUEUES = ("incoming", "active", "deferred", "hold", MAILDROP, "all")
-
-Send = Callable[..., object]  # request_sync's signature: (socket_path, op, timeout=, **args)
-
-
-@dataclass
-class Streams:
-    """Where a command reads and writes; tests pass their own (and force the tty flag)."""
-
-    out: TextIO
-    err: TextIO
-    stdin: TextIO
-    tty: bool | None = None  # None: ask stderr
-
-
-def _fail(streams: Streams, message: str, status: int) -> int:
-    print(f"{PROG}: fatal: {message}", file=streams.err)
-    return status
-
-
-def _warn(streams: Streams, message: str) -> None:
-    print(f"{PROG}: warning: {message}", file=streams.err)
 
 
 # ---------------------------------------------------------------------------- the parser
@@ -100,16 +113,7 @@ def add_queue_parser(sub: Any) -> argparse.ArgumentParser:
     show.add_argument("--envelope", action="store_true", help="the envelope records")
     show.add_argument("--headers", action="store_true", help="the message headers")
     show.add_argument("--body", action="store_true", help="the message body")
-    for action, text in ((admin.DELETE, "delete messages (postsuper -d)"),
-                         (admin.HOLD_ACTION, "put messages on hold (postsuper -h)"),
-                         (admin.RELEASE, "release held messages (postsuper -H)"),
-                         (admin.REQUEUE, "requeue messages (postsuper -r)")):
-        p = actions.add_parser(action, help=text)
-        p.add_argument("queue_ids", nargs="+", metavar="ID",
-                       help="queue IDs, ALL (upper case) for every message, - to read IDs "
-                       "from standard input")
-        p.add_argument("--queue", choices=STATES, help="only messages in this queue")
-        p.add_argument("-v", "--verbose", action="store_true", help="report each message")
+    add_admin_parsers(actions)
     _add_shape(actions)
     return parser
 
@@ -174,16 +178,12 @@ def run_queue(ns: argparse.Namespace, load_config: Callable[[], Config], *,
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EX_OK
     except sqlite3.Error as exc:
-        return _fail(streams, f"cannot read the queue: {exc}", EX_TEMPFAIL)
+        return fail(streams, f"cannot read the queue: {exc}", EX_TEMPFAIL)
     except ControlError as exc:
-        return _fail(streams, str(exc), EX_TEMPFAIL)
+        return fail(streams, str(exc), EX_TEMPFAIL)
     except QueueError as exc:
-        return _fail(streams, str(exc), EX_TEMPFAIL)
+        return fail(streams, str(exc), EX_TEMPFAIL)
     raise MailcoreError(f"unknown queue action {action!r}")
-
-
-def _db(config: Config) -> Path:
-    return queue_paths(config.get_path("queue_directory")).db
 
 
 # ---------------------------------------------------------------------------- list
@@ -200,21 +200,6 @@ def _queue_names(values: list[str] | None) -> frozenset[str] | None:
     return names
 
 
-def _count(config: Config, states: Iterable[str]) -> int | None:
-    db = _db(config)
-    if not db.exists():
-        return 0
-    chosen = sorted(set(states))
-    conn = open_reader(db)
-    try:
-        marks = ", ".join("?" * len(chosen))
-        row = conn.execute(f"SELECT count(*) FROM messages WHERE state IN ({marks})",
-                           chosen).fetchone()
-        return int(row[0])
-    finally:
-        conn.close()
-
-
 def _counted(messages: Iterator[ListedMessage], progress: Progress
              ) -> Iterator[ListedMessage]:
     for msg in messages:
@@ -228,7 +213,7 @@ def do_list(ns: argparse.Namespace, config: Config, streams: Streams) -> int:
     # shown on the terminal is its own progress.
     tty = streams.tty if streams.tty is not None else (
         streams.err.isatty() and not streams.out.isatty())
-    total = _count(config, filters.states()) if tty else None
+    total = count_messages(config, filters.states()) if tty else None
     with Progress(streams.err, "listing", total, tty=tty) as progress:
         messages = iter_listing(config.get_path("queue_directory"), filters=filters)
         write_listing(_counted(messages, progress), streams.out, as_json=bool(ns.json),
@@ -248,11 +233,11 @@ def do_flush(ns: argparse.Namespace, config: Config, streams: Streams, send: Sen
             send(socket_path, "flush_site", site=ns.site)
         elif ns.queue_id is not None:
             if not send(socket_path, "flush_id", queue_id=ns.queue_id):
-                _warn(streams, f"{ns.queue_id}: no such message in the deferred queue")
+                warn(streams, f"{ns.queue_id}: no such message in the deferred queue")
         else:
             send(socket_path, "flush")
     except ServerNotRunning:
-        return _fail(streams, FLUSH_DOWN, EX_UNAVAILABLE)
+        return fail(streams, FLUSH_DOWN, EX_UNAVAILABLE)
     return EX_OK
 
 
@@ -262,7 +247,7 @@ def do_flush(ns: argparse.Namespace, config: Config, streams: Streams, send: Sen
 def do_show(ns: argparse.Namespace, config: Config, streams: Streams) -> int:
     chosen = (ns.envelope, ns.headers, ns.body)
     sections = Sections(*chosen) if any(chosen) else Sections()
-    db = _db(config)
+    db = queue_db(config)
     out: BinaryIO = streams.out.buffer if hasattr(streams.out, "buffer") else _TextSink(
         streams.out)
     status = EX_OK
@@ -271,7 +256,7 @@ def do_show(ns: argparse.Namespace, config: Config, streams: Streams) -> int:
         for queue_id in ns.queue_ids:
             streams.out.flush()
             if conn is None or not write_message(conn, queue_id, out, sections):
-                _warn(streams, f"{queue_id}: no such message in the queue")
+                warn(streams, f"{queue_id}: no such message in the queue")
                 status = EX_NOINPUT
     finally:
         if conn is not None:
@@ -329,146 +314,3 @@ def do_shape(ns: argparse.Namespace, config: Config, streams: Streams,
             shape.add(now - msg.arrival_time, msg.sender, [r.address for r in msg.recipients])
     streams.out.write(format_shape(shape))
     return EX_OK
-
-
-# ---------------------------------------------------------------------------- postsuper
-
-
-def _ids_from(words: list[str], streams: Streams) -> Iterator[str]:
-    """Queue IDs in order; "-" reads them from stdin, one per line. Words that are not
-    queue IDs are skipped with postsuper's warning."""
-    for word in words:
-        lines: Iterable[str] = (line.strip() for line in streams.stdin) if word == "-" \
-            else (word,)
-        for queue_id in lines:
-            if not queue_id:
-                continue
-            if is_queue_id(queue_id):
-                yield queue_id
-            else:
-                _warn(streams, f"invalid mail queue id: {queue_id}")
-
-
-def _chunks(ids: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for queue_id in ids:
-        chunk.append(queue_id)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _all_ids(config: Config, states: frozenset[str]) -> Iterator[str]:
-    """Every queue ID in ``states`` from a read-only connection, a page at a time."""
-    db = _db(config)
-    if not db.exists() or not states:
-        return
-    chosen = sorted(states)
-    marks = ", ".join("?" * len(chosen))
-    conn = open_reader(db)
-    try:
-        after = ""
-        while rows := conn.execute(
-                f"SELECT queue_id FROM messages WHERE state IN ({marks}) AND queue_id > ?"
-                " ORDER BY queue_id LIMIT ?", (*chosen, after, admin.BATCH)).fetchall():
-            yield from (row[0] for row in rows)
-            after = rows[-1][0]
-    finally:
-        conn.close()
-
-
-def do_admin(action: str, ns: argparse.Namespace, config: Config, streams: Streams,
-             send: Send) -> int:
-    words = list(ns.queue_ids)
-    everything = admin.ALL in words
-    if everything and len(words) > 1:
-        _warn(streams, f'"{action} {admin.ALL}" will ignore other command line queue IDs')
-    states = admin.source_states(action, ns.queue)
-    total = _count(config, states) if everything else (
-        None if "-" in words else len(words))
-    with Progress(streams.err, _PROGRESS_LABEL[action], total, tty=streams.tty) as progress:
-        try:
-            result = _admin_online(action, ns.queue, config, streams, send, everything,
-                                   words, progress)
-        except ServerNotRunning as exc:
-            ids: Iterable[str] | str = (
-                exc.ids if isinstance(exc, _Restart)
-                else admin.ALL if everything else _ids_from(words, streams))
-            result = asyncio.run(_admin_offline(action, ids, ns.queue, config, progress))
-    if ns.verbose:
-        for queue_id in result.changed:
-            print(f"{PROG}: {queue_id}: {admin.LOGGED[action]}", file=streams.err)
-        for queue_id in result.missing:
-            print(f"{PROG}: {queue_id}: not found", file=streams.err)
-    line = admin.report_line(action, len(result.changed))
-    if line:
-        print(f"{PROG}: {line}", file=streams.err)
-    return EX_OK
-
-
-_PROGRESS_LABEL = {admin.DELETE: "deleting", admin.HOLD_ACTION: "holding",
-                   admin.RELEASE: "releasing", admin.REQUEUE: "requeueing"}
-
-
-def _admin_online(action: str, queue: str | None, config: Config, streams: Streams,
-                  send: Send, everything: bool, words: list[str], progress: Progress
-                  ) -> admin.AdminResult:
-    """Through the control channel, a batch per request. ServerNotRunning escapes only
-    when the very first request finds no server (the caller then works offline)."""
-    socket_path = config.get_path("control_socket")
-    if everything:
-        # Probe first, so that a stopped server is noticed before the queue is read.
-        send(socket_path, OPS[action], timeout=ADMIN_TIMEOUT, ids=[], queue=queue)
-        ids: Iterable[str] = _all_ids(config, admin.source_states(action, queue))
-    else:
-        ids = _ids_from(words, streams)
-    changed: list[str] = []
-    missing: list[str] = []
-    first = True
-    for chunk in _chunks(ids, REQUEST_BATCH):
-        try:
-            reply = send(socket_path, OPS[action], timeout=ADMIN_TIMEOUT, ids=chunk,
-                         queue=queue)
-        except ServerNotRunning:
-            if first and not everything:
-                raise _Restart(chunk, ids) from None
-            raise ControlError("the mail system stopped during the operation") from None
-        first = False
-        part = _reply(reply)
-        changed += part.changed
-        missing += part.missing
-        progress.advance(len(chunk))
-    return admin.AdminResult(tuple(changed), tuple(missing))
-
-
-def _reply(reply: object) -> admin.AdminResult:
-    if not isinstance(reply, dict) or not isinstance(reply.get("changed"), list) \
-            or not isinstance(reply.get("missing"), list):
-        raise ControlError("malformed answer from the mail system")
-    return admin.AdminResult(tuple(map(str, reply["changed"])), tuple(map(str, reply["missing"])))
-
-
-class _Restart(ServerNotRunning):
-    """No server: carries the IDs already taken from the input, so none is lost."""
-
-    def __init__(self, chunk: list[str], rest: Iterable[str]) -> None:
-        super().__init__("the mail system is not running")
-        self.ids = _chain(chunk, rest)
-
-
-def _chain(first: list[str], rest: Iterable[str]) -> Iterator[str]:
-    yield from first
-    yield from rest
-
-
-async def _admin_offline(action: str, ids: Iterable[str] | str, queue_name: str | None,
-                         config: Config, progress: Progress) -> admin.AdminResult:
-    queue = await Queue.open(config.get_path("queue_directory"),
-                             group_commit=config.get_bool("queue_group_commit"))
-    try:
-        return await admin.administer_offline(queue, action, ids, queue_name,
-                                              progress=progress.update)
-    finally:
-        await queue.close()
