@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 import pytest
+from support.fakes import Stream
 
 from mailcore.cleanup import CleanupSettings, MessageWriter, open_writer
 from mailcore.log import MailLog
@@ -153,26 +154,6 @@ async def test_skipped_chunk_is_consumed_in_bounded_reads() -> None:
 
 
 # --- whole sessions ---------------------------------------------------------------------
-class Stream:
-    def __init__(self, payload: bytes):
-        self._payload = payload
-        self.out = bytearray()
-        self.closed = False
-
-    async def read(self, n: int) -> bytes:
-        piece, self._payload = self._payload[:n], self._payload[n:]
-        return piece
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    async def drain(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class Sink:
     def __init__(self, tmp: Path):
         self.tmp, self.enqueued, self.opened = tmp, [], 0

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+from support.fakes import Stream
 
 from mailcore.cleanup import CleanupSettings, MessageWriter, open_writer
 from mailcore.log import MailLog
@@ -16,26 +17,6 @@ from mailcore.queue import QueueFullError, QueueWriteError
 from mailcore.restrictions import Facts, Verdict
 from mailcore.smtpd.session import Session
 from mailcore.smtpd.settings import SmtpdSettings
-
-
-class Stream:
-    def __init__(self, payload: bytes):
-        self._payload = payload
-        self.out = bytearray()
-        self.closed = False
-
-    async def read(self, n: int) -> bytes:
-        piece, self._payload = self._payload[:n], self._payload[n:]
-        return piece
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    async def drain(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class Sink:
