@@ -1,10 +1,11 @@
 """The SMTP dialogue without sockets: each command's checks and Postfix's reply to it.
 
-Owns: per-session state (HELO name, the mail transaction, error and junk counters, the
-per-command counts of the disconnect log line), MAIL/RCPT parameter handling (SIZE, BODY,
-SMTPUTF8, RET, ENVID, NOTIFY, ORCPT), sequencing, restriction calls at each stage (the facts
-they see, the defer_if_permit state carried between stages, the transaction's access-table
-effects: HOLD, DISCARD, REDIRECT, FILTER, PREPEND), and the reject/warn/hold log lines.
+Owns: the command table and its handlers (sequencing, limits, the reply to each command),
+restriction calls at each stage (the facts they see, the defer_if_permit state carried
+between stages, recording the transaction's access-table effects: HOLD, DISCARD, REDIRECT,
+FILTER, PREPEND), and the reject/warn/hold log lines. The session state it works on lives
+in state.py; the address arguments of MAIL/RCPT/VRFY and their ESMTP parameters (SIZE,
+BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT) are parsed by arguments.py.
 Every handler returns a ``Reply``; DATA returns a 354 and BDAT returns ``BDAT_GO`` and
 leave reading the content to session.py. BDAT sequencing (RFC 3030, as Postfix): it needs
 MAIL and an accepted RCPT like DATA, the data-stage restrictions run at the first chunk,
@@ -16,36 +17,45 @@ queue ID, and ``space_ok`` for queue_minfree).
 
 Invariants: a transaction exists only between an accepted MAIL and its end (DATA done, RSET,
 HELO/EHLO); every address goes through mailcore.address; replies carry enhanced status
-codes; no reply contains exception text.
+codes; no reply contains exception text. Parameters read (through ``SmtpdSettings``):
+myhostname, message_size_limit, smtpd_recipient_limit, smtpd_helo_required,
+disable_vrfy_command, smtpd_discard_ehlo_keywords, smtputf8_enable.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Protocol
 
-from mailcore.address import (
-    AddressError,
-    is_hostile_local,
-    parse_mail_params,
-    parse_orcpt,
-    parse_path,
-    split_path_and_params,
-    xtext_decode,
-)
 from mailcore.log import MailLog
-from mailcore.model import ClientInfo, Envelope, EnvelopeRecipient
-from mailcore.restrictions import Deferral, Facts, Verdict
+from mailcore.restrictions import Facts, Verdict
+from mailcore.smtpd.arguments import (
+    MAX_ENVID,
+    NOTIFY_WORDS,
+    parse_mail_from,
+    parse_rcpt_to,
+    parse_vrfy,
+)
 from mailcore.smtpd.bdat import parse_bdat
 from mailcore.smtpd.settings import Reply, SmtpdSettings, reply
+from mailcore.smtpd.state import (
+    COMMAND_ORDER,
+    Effects,
+    SessionState,
+    Transaction,
+    disconnect_counts,
+)
 
-COMMAND_ORDER = ("helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
-                 "noop", "vrfy", "etrn", "quit", "unknown")
+# Names defined in state.py and arguments.py stay importable from here, where they began.
+__all__ = [
+    "BDAT_GO", "BDAT_SYNTAX", "BYE", "COMMANDS", "COMMAND_ORDER", "INTERNAL", "JUNK_COMMANDS",
+    "MAX_ENVID", "NEED_HELO", "NEED_MAIL", "NEED_RCPT", "NOTIFY_WORDS", "NOT_RECOGNIZED",
+    "NO_SPACE", "NO_VALID_RCPT", "OK", "TOO_BIG", "TOO_MANY_RCPTS", "WRITE_ERROR", "Dialogue",
+    "Effects", "Etrn", "Policy", "SessionState", "Transaction", "disconnect_counts",
+]
+
 JUNK_COMMANDS = frozenset({"NOOP", "VRFY", "ETRN", "RSET"})
-MAX_ENVID = 100  # RFC 3461 4.4
-NOTIFY_WORDS = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
 OK = reply(250, "2.0.0", "Ok")
 BYE = reply(221, "2.0.0", "Bye", close=True)
@@ -62,8 +72,6 @@ WRITE_ERROR = reply(451, "4.3.0", "Error: queue file write error")
 BDAT_SYNTAX = reply(501, "5.5.4", "Syntax: BDAT count [LAST]", close=True)
 BDAT_GO = reply(250, "2.0.0", "Ok")  # not sent: tells session.py to store the chunk
 
-
-
 # ETRN site -> True when the site is eligible (fast_flush_domains) and its deferred mail was
 # scheduled, False when it is not eligible.
 Etrn = Callable[[str], Awaitable[bool]]
@@ -72,83 +80,6 @@ class Policy(Protocol):
     """What restrictions.Restrictions offers smtpd (a fake in unit tests)."""
 
     async def check(self, facts: Facts) -> Verdict | None: ...
-
-
-@dataclass
-class Effects:
-    """What access-table actions asked of cleanup for this transaction (Postfix keeps them
-    until the transaction ends, whether or not the command that set them was accepted)."""
-
-    hold: bool = False
-    discard: bool = False
-    redirect: str | None = None
-    filter: str | None = None
-    prepend: list[str] = field(default_factory=list)
-
-    def add(self, verdict: Verdict) -> None:
-        self.hold = self.hold or verdict.hold
-        self.discard = self.discard or verdict.discard
-        self.redirect = verdict.redirect or self.redirect
-        self.filter = verdict.filter or self.filter
-        self.prepend.extend(h for h in verdict.prepend if h not in self.prepend)
-
-
-@dataclass
-class Transaction:
-    sender: str
-    size: int = 0
-    body: str = ""
-    smtputf8: bool = False
-    ret: str | None = None
-    envid: str | None = None
-    recipients: list[EnvelopeRecipient] = field(default_factory=list)
-    queue_id: str | None = None
-    started: float = field(default_factory=time.time)
-    effects: Effects = field(default_factory=Effects)
-    bdat: bool = False  # a BDAT chunk was sent for this transaction (DATA and RCPT refused)
-    bdat_failed: Reply | None = None  # the refusal every further chunk gets
-
-
-@dataclass
-class SessionState:
-    client: ClientInfo
-    helo: str = ""
-    esmtp: bool = False
-    tx: Transaction | None = None
-    errors: int = 0
-    junk: int = 0
-    counts: dict[str, list[int]] = field(default_factory=dict)
-    # defer_if_permit left by the connect, HELO and MAIL stages (smtpd_delay_reject = no)
-    deferrals: dict[str, Deferral | None] = field(default_factory=dict)
-
-    def count(self, name: str, ok: bool) -> None:
-        ok_total = self.counts.setdefault(name, [0, 0])
-        ok_total[0] += int(ok)
-        ok_total[1] += 1
-
-    def envelope(self) -> Envelope:
-        tx = self.tx
-        assert tx is not None
-        protocol = ("UTF8" if tx.smtputf8 else "") + ("ESMTP" if self.esmtp else "SMTP")
-        return Envelope(
-            sender=tx.sender, recipients=tuple(tx.recipients),
-            client=replace(self.client, helo=self.helo, protocol=protocol),
-            arrival_time=tx.started, ret=tx.ret, envid=tx.envid, body_type=tx.body,
-            smtputf8=tx.smtputf8,
-        )
-
-
-def disconnect_counts(state: SessionState) -> str:
-    """Postfix 3.x ``ehlo=1 mail=1 rcpt=0/1 … commands=3/4``."""
-    parts, ok_sum, total_sum = [], 0, 0
-    for name in COMMAND_ORDER:
-        if name in state.counts:
-            ok, total = state.counts[name]
-            parts.append(f"{name}={ok}" if ok == total else f"{name}={ok}/{total}")
-            ok_sum, total_sum = ok_sum + ok, total_sum + total
-    parts.append(f"commands={ok_sum}" if ok_sum == total_sum else
-                 f"commands={ok_sum}/{total_sum}")
-    return " ".join(parts)
 
 
 class Dialogue:
@@ -275,19 +206,9 @@ class Dialogue:
             return reply(503, "5.5.1", "Error: nested MAIL command")
         if arg[:5].upper() != "FROM:":
             return reply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
-        try:
-            path, params_text = split_path_and_params(arg[5:].lstrip(" "), for_sender=True)
-            params = parse_mail_params(params_text)
-            tx = Transaction(sender="")
-            problem = self._mail_params(params, tx)
-            if problem is not None:
-                return problem
-            address = parse_path(path, allow_empty=True, smtputf8=tx.smtputf8,
-                                 for_sender=True, allow_bare_local=not s.strict_rfc821,
-                                 allow_unbracketed=not s.strict_rfc821)
-        except AddressError as err:
-            return Reply(err.code, (f"{err.status} {err.text}",))
-        tx.sender = address.text if address is not None else ""
+        tx = parse_mail_from(arg[5:], s)
+        if isinstance(tx, Reply):
+            return tx
         if s.message_size_limit and tx.size > s.message_size_limit:
             self.log_reject("MAIL", TOO_BIG)
             return TOO_BIG
@@ -302,34 +223,6 @@ class Dialogue:
             return answer
         return reply(250, "2.1.0", "Ok")
 
-    def _mail_params(self, params: dict[str, str | None], tx: Transaction) -> Reply | None:
-        for key, value in params.items():
-            if key == "SIZE":
-                if value is None or not value.isdigit() or len(value) > 18:
-                    return reply(501, "5.5.4", "Bad message size syntax")
-                tx.size = int(value)
-            elif key == "BODY":
-                body = (value or "").upper()
-                if body not in ("7BIT", "8BITMIME"):
-                    return reply(501, "5.5.4", "Unsupported BODY parameter")
-                tx.body = body
-            elif key == "SMTPUTF8" and self.settings.smtputf8 and value is None:
-                tx.smtputf8 = True
-            elif key == "RET":
-                ret = (value or "").upper()
-                if ret not in ("FULL", "HDRS"):
-                    return reply(501, "5.5.4", "Bad RET parameter syntax")
-                tx.ret = ret
-            elif key == "ENVID":
-                envid = xtext_decode(value or "")
-                if not envid or len(envid) > MAX_ENVID or not all(
-                        " " <= c <= "~" for c in envid):
-                    return reply(501, "5.5.4", "Bad ENVID parameter syntax")
-                tx.envid = envid
-            else:
-                return reply(555, "5.5.4", f"Unsupported option: {key}")
-        return None
-
     # --- RCPT -------------------------------------------------------------------------
     async def rcpt(self, arg: str) -> Reply:
         state, s, tx = self.state, self.settings, self.state.tx
@@ -341,21 +234,10 @@ class Dialogue:
             return reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
         if s.recipient_limit and len(tx.recipients) >= s.recipient_limit:
             return TOO_MANY_RCPTS
-        try:
-            path, params_text = split_path_and_params(arg[3:].lstrip(" "))
-            notify, orcpt, problem = self._rcpt_params(parse_mail_params(params_text))
-            if problem is not None:
-                return problem
-            address = parse_path(path, allow_empty=False, smtputf8=tx.smtputf8,
-                                 allow_bare_postmaster=True,
-                                 allow_bare_local=not s.strict_rfc821,
-                                 allow_unbracketed=not s.strict_rfc821)
-        except AddressError as err:
-            return Reply(err.code, (f"{err.status} {err.text}",))
-        assert address is not None
-        if is_hostile_local(address.local):
-            return reply(501, "5.1.3", "Bad recipient address syntax")
-        recipient = address.text
+        parsed = parse_rcpt_to(arg[3:], s, smtputf8=tx.smtputf8)
+        if isinstance(parsed, Reply):
+            return parsed
+        recipient = parsed.address
         answer = await self._verdict(self._facts("rcpt", "RCPT", recipient), "RCPT")
         if answer is not None:
             self.log_reject("RCPT", answer, recipient)
@@ -363,26 +245,8 @@ class Dialogue:
         if tx.queue_id is None:
             tx.queue_id = self._new_queue_id()
             self._log.info("smtpd", f"{tx.queue_id}: client={state.client.display}")
-        original = path[1:-1] if path.startswith("<") else path
-        tx.recipients.append(EnvelopeRecipient(recipient, original, notify, orcpt))
+        tx.recipients.append(parsed)
         return reply(250, "2.1.5", "Ok")
-
-    def _rcpt_params(self, params: dict[str, str | None]
-                     ) -> tuple[str | None, str | None, Reply | None]:
-        notify = orcpt = None
-        for key, value in params.items():
-            if key == "NOTIFY":
-                words = (value or "").upper().split(",")
-                if not (words == ["NEVER"] or (words and set(words) <= NOTIFY_WORDS
-                                               and len(set(words)) == len(words))):
-                    return None, None, reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
-                notify = ",".join(words)
-            elif key == "ORCPT":
-                addr_type, decoded = parse_orcpt(value or "")
-                orcpt = f"{addr_type};{decoded}"
-            else:
-                return None, None, reply(555, "5.5.4", f"Unsupported option: {key}")
-        return notify, orcpt, None
 
     # --- DATA (the content itself is read by session.py) ------------------------------
     async def data(self, arg: str) -> Reply:
@@ -453,18 +317,11 @@ class Dialogue:
     async def vrfy(self, arg: str) -> Reply:
         if self.settings.disable_vrfy:
             return reply(502, "5.5.1", "VRFY command is disabled")
-        text = arg.strip()
-        if not text:
-            return reply(501, "5.5.4", "Syntax: VRFY address")
-        try:
-            path = text if text.startswith("<") else f"<{text}>"
-            address = parse_path(path, allow_empty=False, smtputf8=self.settings.smtputf8,
-                                 allow_bare_local=True)
-        except AddressError as err:
-            return Reply(err.code, (f"{err.status} {err.text}",))
-        assert address is not None
+        address = parse_vrfy(arg, self.settings)
+        if isinstance(address, Reply):
+            return address
         # Postfix answers 252 unless a recipient check refuses: say nothing about mailboxes.
-        return reply(252, "2.0.0", address.text)
+        return reply(252, "2.0.0", address)
 
     async def etrn(self, arg: str) -> Reply:
         if self.settings.helo_required and not self.state.helo:
