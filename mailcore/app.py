@@ -6,9 +6,9 @@ sessions → stop the scheduler, in-flight deliveries recorded as deferred → s
 close the queue), the control channel and metrics endpoint of the instance, and ``serve()``
 for embedders: ``await serve(config, shutdown_trigger=event.wait)``.
 
-Must not: contain protocol logic; everything built from a Config snapshot is built in
-``_build`` (a ``_Generation``), with collaborators passed in (no globals), so two servers can
-run in one process.
+Must not: contain protocol logic or build per-snapshot objects itself: everything built from
+a Config snapshot is built by mailcore.generation (a ``Generation``), with collaborators passed
+in (no globals), so two servers can run in one process.
 
 Invariants: a reload either swaps in a fully built generation (new SMTP sessions, new
 deliveries and pickup's next message use it) or changes nothing; a generation's tables are
@@ -24,38 +24,32 @@ import asyncio
 import contextlib
 import os
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from mailcore.addrclass import DomainClassifier
-from mailcore.bounce import Notifier
-from mailcore.cleanup import Cleanup, MessageWriter
+from mailcore.cleanup import Cleanup
 from mailcore.config import Config, load_config
 from mailcore.control import ControlServer, handlers
-from mailcore.delivery.agents import AgentContext, build_agents
-from mailcore.dns import Resolver
 from mailcore.errors import MailcoreError
+from mailcore.generation import CurrentCleanup, Generation, build_generation, open_named_tables
 from mailcore.log import MailLog, open_maillog
 from mailcore.metrics import Metrics, MetricsServer, Scrape, parse_listen, render
-from mailcore.model import Envelope, Route
 from mailcore.pickup import Pickup
 from mailcore.queue import (
     NewMessage,
     Queue,
-    QueuedMessage,
     make_queue_dirs,
     minfree_warning,
     queue_paths,
 )
-from mailcore.restrictions import Restrictions
-from mailcore.rewrite import AddressResolver
 from mailcore.scheduler import QueueManager
-from mailcore.scheduler.qmgr import Agent
-from mailcore.server import SmtpServer, listen_specs
-from mailcore.tables import TableSet
-from mailcore.tables.matchlist import DomainList
+from mailcore.server import SmtpServer
+
+# The names this module had before the per-snapshot build moved to mailcore.generation.
+_Generation = Generation
+_CurrentCleanup = CurrentCleanup
+_open_named_tables = open_named_tables
 
 MASTER = "master"
 # Read once at start; a reload that changes them says they wait for the next start.
@@ -67,47 +61,6 @@ START_ONLY = ("control_socket", "maillog_file", "syslog_name", "queue_group_comm
 class Listening:
     host: str
     port: int
-
-
-@dataclass(eq=False)
-class _Generation:
-    """Everything built from one Config snapshot."""
-
-    config: Config
-    tables: TableSet
-    dns: Resolver
-    cleanup: Cleanup
-    restrictions: Restrictions
-    route: Callable[[QueuedMessage, str], Awaitable[Route]]
-    agents: Mapping[str, Agent]
-    notifier: Notifier
-    fast_flush: DomainList  # fast_flush_domains: the sites ETRN may flush
-
-
-@dataclass(eq=False)
-class _CurrentCleanup:
-    """Pickup's cleanup: the current generation's for each new message, and the one a
-    message was opened with until it is enqueued (a reload may come in between)."""
-
-    current: Callable[[], Cleanup]
-    pinned: weakref.WeakKeyDictionary[MessageWriter, Cleanup] = field(
-        default_factory=weakref.WeakKeyDictionary)
-
-    def new_queue_id(self) -> str:
-        return self.current().new_queue_id()
-
-    async def open(self, **kwargs: Any) -> MessageWriter:
-        cleanup = self.current()
-        writer = await cleanup.open(**kwargs)
-        self.pinned[writer] = cleanup
-        return writer
-
-    async def enqueue(self, writer: MessageWriter, envelope: Envelope, queue_id: str) -> str:
-        cleanup = self.pinned.pop(writer, None) or self.current()
-        return await cleanup.enqueue(writer, envelope, queue_id)
-
-    def uses(self, cleanup: Cleanup) -> bool:
-        return any(c is cleanup for c in list(self.pinned.values()))
 
 
 class MailSystem:
@@ -131,9 +84,9 @@ class MailSystem:
         self.qmgr: QueueManager | None = None
         self.control: ControlServer | None = None
         self.metrics_server: MetricsServer | None = None
-        self._generation: _Generation | None = None
-        self._retiring: list[_Generation] = []
-        self._pickup_cleanup = _CurrentCleanup(self._current_cleanup)
+        self._generation: Generation | None = None
+        self._retiring: list[Generation] = []
+        self._pickup_cleanup = CurrentCleanup(self._current_cleanup)
         self._qmgr_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
@@ -177,43 +130,12 @@ class MailSystem:
         self.log.info(MASTER, f"daemon started -- version {config.get('mail_version')}, "
                       f"configuration {config.config_dir}")
 
-    def _build(self, config: Config, *, open_tables: bool = False) -> _Generation:
-        """Every per-snapshot object; raises MailcoreError (and leaks nothing) if the
-        configuration is not usable. ``open_tables``: open every table main.cf and
-        master.cf name now, so a broken one is found before it is used."""
+    def _build(self, config: Config, *, open_tables: bool = False) -> Generation:
+        """Every per-snapshot object (see ``build_generation``), wired to this system."""
         assert self.queue is not None
-        queue = self.queue
-        tables = TableSet(base_dir=config.config_dir)
-        try:
-            if open_tables:
-                _open_named_tables(config, tables)
-            listen_specs(config)
-            parse_listen(config.get("metrics_listen"), file=str(config.config_dir / "main.cf"))
-            dns = Resolver.from_config(config)
-            cleanup = Cleanup(config, tables, queue, self.log, self.paths.spool,
-                              on_enqueued=self._new_mail)
-            restrictions = Restrictions(config, tables, resolver=dns)
-            classifier = DomainClassifier(config, tables)
-            resolver = AddressResolver(config, tables, classifier, cleanup.rewriter)
-
-            async def route(message: QueuedMessage, recipient: str) -> Route:
-                resolution = await resolver.resolve(
-                    recipient, sender=message.sender,
-                    content_filter=message.attrs.get("content_filter"))
-                return resolution.route
-
-            notifier = Notifier(config, self._enqueue_notice, queue.read_content, self.log,
-                                new_queue_id=queue.new_queue_id, clock=self._clock)
-            agents = build_agents(config, AgentContext(dns, queue.read_content, tables,
-                                                       cleanup, classifier, self.log))
-        except BaseException:
-            tables.close()
-            raise
-        fast_flush = DomainList(config.get_list("fast_flush_domains"), tables,
-                                match_subdomains="fast_flush_domains" in
-                                config.get_list("parent_domain_matches_subdomains"))
-        return _Generation(config, tables, dns, cleanup, restrictions, route, agents, notifier,
-                           fast_flush)
+        return build_generation(config, queue=self.queue, log=self.log, spool=self.paths.spool,
+                                clock=self._clock, on_enqueued=self._new_mail,
+                                enqueue_notice=self._enqueue_notice, open_tables=open_tables)
 
     async def _etrn(self, site: str) -> bool:
         """ETRN: flush the deferred mail of a site in fast_flush_domains, as Postfix's flush
@@ -323,7 +245,7 @@ class MailSystem:
             if config.get(name) != self.config.get(name):
                 self.log.warning(MASTER, f"{name} changed: it takes effect at the next start")
 
-    async def _swap(self, config: Config, gen: _Generation) -> None:
+    async def _swap(self, config: Config, gen: Generation) -> None:
         assert self.smtpd is not None and self.qmgr is not None
         metrics_server = self.metrics_server
         if config.get("metrics_listen") != self.config.get("metrics_listen"):
@@ -346,7 +268,7 @@ class MailSystem:
             self._retiring.append(old)
             self._spawn(self._retire(old, busy), "retire")
 
-    async def _retire(self, old: _Generation, busy: frozenset[asyncio.Task[None]]) -> None:
+    async def _retire(self, old: Generation, busy: frozenset[asyncio.Task[None]]) -> None:
         """Close a replaced generation's tables once nothing started under it is running."""
         if busy:
             await asyncio.wait(busy)
@@ -426,19 +348,6 @@ class MailSystem:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
-
-
-def _open_named_tables(config: Config, tables: TableSet) -> None:
-    """Open every table a ``*_maps``-like parameter of main.cf or a master.cf -o names."""
-    settings: list[tuple[Config, str]] = [(config, name) for name in config.explicit]
-    for service in config.master.services:
-        service_config = config.with_overrides(dict(service.overrides))
-        settings += [(service_config, name) for name, _ in service.overrides]
-    for snapshot, name in settings:
-        spec = snapshot.spec(name)
-        if spec is not None and spec.kind == "tables":
-            for table in snapshot.get_tables(name):
-                tables.open(table)
 
 
 async def serve(config: Config, *,
