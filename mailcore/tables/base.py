@@ -16,11 +16,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from mailcore.errors import TableError
 
 Warn = Callable[[str], None]
+T = TypeVar("T")
 
 _log = logging.getLogger("mailcore.tables")
 
@@ -162,6 +163,17 @@ class FileWatch:
 
     def mark(self, loaded: FileStamp) -> None:
         self._loaded = loaded
+
+    def reload(self, parse: Callable[[str], T]) -> T | None:
+        """``parse(text)`` when the file changed since the last load, else None. The file
+        counts as loaded only once parse succeeded, so a broken edit is retried (and its
+        error raised again) on the next lookup."""
+        new = self.changed()
+        if new is None:
+            return None
+        parsed = parse(read_text(self.path))
+        self.mark(new)
+        return parsed
 
 
 def parse_key_value(line: str) -> tuple[str, str] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailcore.errors import TableError
-from mailcore.tables.base import FileWatch, Warn, log_warning, logical_lines, read_text
+from mailcore.tables.base import FileWatch, Warn, log_warning, logical_lines
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -158,11 +158,9 @@ class CidrTable:
         self._reload()
 
     def _reload(self) -> None:
-        new = self._watch.changed()
-        if new is None:
-            return
-        self._rules = parse_cidr(read_text(self.path), str(self.path), self._warn)
-        self._watch.mark(new)
+        rules = self._watch.reload(lambda text: parse_cidr(text, str(self.path), self._warn))
+        if rules is not None:
+            self._rules = rules
 
     async def get(self, key: str) -> str | None:
         self._reload()

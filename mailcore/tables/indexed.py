@@ -25,7 +25,6 @@ from mailcore.tables.base import (
     log_warning,
     logical_lines,
     parse_key_value,
-    read_text,
 )
 
 INDEX_SUFFIX: dict[str, str] = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb"}
@@ -241,12 +240,10 @@ class TextHashTable:
         self._reload()
 
     def _reload(self) -> None:
-        new = self._watch.changed()
-        if new is None:
-            return
-        text = read_text(self.path)
-        self._entries = parse_map_source(text, str(self.path), fold=self.fold, warn=self._warn)
-        self._watch.mark(new)
+        entries = self._watch.reload(lambda text: parse_map_source(
+            text, str(self.path), fold=self.fold, warn=self._warn))
+        if entries is not None:
+            self._entries = entries
 
     async def get(self, key: str) -> str | None:
         self._reload()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailcore.errors import TableError
-from mailcore.tables.base import FileWatch, Warn, log_warning, logical_lines, read_text
+from mailcore.tables.base import FileWatch, Warn, log_warning, logical_lines
 
 _POSIX_CLASSES = {
     "alpha": "a-zA-Z",
@@ -376,12 +376,10 @@ class RegexpTable:
         self._reload()
 
     def _reload(self) -> None:
-        new = self._watch.changed()
-        if new is None:
-            return
-        parser = _Parser(str(self.path), self.pcre, self._warn)
-        self._rules = parser.parse(read_text(self.path))
-        self._watch.mark(new)
+        rules = self._watch.reload(
+            lambda text: _Parser(str(self.path), self.pcre, self._warn).parse(text))
+        if rules is not None:
+            self._rules = rules
 
     async def get(self, key: str) -> str | None:
         self._reload()
