@@ -33,6 +33,8 @@ from harness import (
     Workload,
     find_smtp_source,
     free_port,
+    mailcore_version,
+    paired_ratio,
     run_arguments,
     run_smtp_source,
     terminate,
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = start_targets(stack, ns, workload, root)
             run_all(targets, tool, workload, ns)
             inspect(targets)
-        print(report(targets, workload, ns, _versions(ns)))
+        print(report(targets, workload, ns, mailcore_version(ns.mailcore)))
     except (KeyboardInterrupt, SystemExit):
         print("accept.py: interrupted; every server it started has been stopped",
               file=sys.stderr)
@@ -179,30 +181,6 @@ def inspect(targets: list[Target]) -> None:
         if target.queued != target.sent and target.error is None:
             target.error = (f"{target.sent} messages got 250 but the queue holds "
                             f"{target.queued}")
-
-
-def _versions(ns: argparse.Namespace) -> str:
-    try:
-        done = subprocess.run([str(ns.mailcore), "--version"], capture_output=True, text=True,
-                              timeout=30, check=False)
-    except OSError:
-        return "mailcore ?"
-    return done.stdout.strip() or "mailcore ?"
-
-
-def _rate(target: Target, round_no: int, messages: int) -> float | None:
-    seconds = target.seconds.get(round_no)
-    return messages / seconds if seconds else None
-
-
-def paired_ratio(a: Target, b: Target, rounds: int, messages: int) -> float | None:
-    """Median over rounds of a's rate / b's rate, using only rounds both completed."""
-    ratios = []
-    for round_no in range(rounds):
-        rate_a, rate_b = _rate(a, round_no, messages), _rate(b, round_no, messages)
-        if rate_a and rate_b:
-            ratios.append(rate_a / rate_b)
-    return statistics.median(ratios) if ratios else None
 
 
 def report(targets: list[Target], workload: Workload, ns: argparse.Namespace,

@@ -37,23 +37,24 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from harness import (
     LOOPBACK,
     BenchError,
+    Listening,
     Workload,
     find_smtp_sink,
     find_smtp_source,
     free_port,
+    mailcore_version,
+    paired_ratio,
     run_arguments,
     smtp_source_failure,
     spawn_smtp_source,
     stop_process,
     tail,
     terminate,
-    wait_for_banner,
 )
 from mailcore_instance import MailcoreInstance
 from postfix_instance import PostfixInstance, postfix_available, postfix_version
@@ -77,7 +78,7 @@ class Server(Protocol):
     def died(self) -> str | None: ...
 
 
-class SmtpSink:
+class SmtpSink(Listening):
     """``with SmtpSink(tool, root, port) as sink: ...``: smtp-sink on 127.0.0.1:port with a
     running message counter (-c) and one dump file per message (-d) under root/dump."""
 
@@ -91,18 +92,8 @@ class SmtpSink:
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> SmtpSink:
-        try:
-            self._start()
-            wait_for_banner(self.port, timeout=self._start_timeout, gone=self.died)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def _launch(self) -> None:
+        self._start()
 
     def _start(self) -> None:
         self.dump_dir.mkdir(parents=True)
@@ -244,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = start_targets(stack, ns, workload, root, sink)
             run_all(targets, source, workload, ns, root)
             inspect(targets)
-        print(report(targets, workload, ns, _versions(ns)))
+        print(report(targets, workload, ns, mailcore_version(ns.mailcore)))
     except (KeyboardInterrupt, SystemExit):
         print("e2e.py: interrupted; every process it started has been stopped",
               file=sys.stderr)
@@ -415,30 +406,6 @@ def _count_problem(target: Target, envelopes: Counter[Envelope], unreadable: int
         return f"the queue still holds {target.queued} message(s)"
     return envelope_mismatch(expected_envelopes(target.batches, RECIPIENT), envelopes,
                              unreadable)
-
-
-def _versions(ns: argparse.Namespace) -> str:
-    try:
-        done = subprocess.run([str(ns.mailcore), "--version"], capture_output=True, text=True,
-                              timeout=30, check=False)
-    except OSError:
-        return "mailcore ?"
-    return done.stdout.strip() or "mailcore ?"
-
-
-def _rate(target: Target, round_no: int, messages: int) -> float | None:
-    seconds = target.seconds.get(round_no)
-    return messages / seconds if seconds else None
-
-
-def paired_ratio(a: Target, b: Target, rounds: int, messages: int) -> float | None:
-    """Median over rounds of a's rate / b's rate, using only rounds both completed."""
-    ratios = []
-    for round_no in range(rounds):
-        rate_a, rate_b = _rate(a, round_no, messages), _rate(b, round_no, messages)
-        if rate_a and rate_b:
-            ratios.append(rate_a / rate_b)
-    return statistics.median(ratios) if ratios else None
 
 
 def report(targets: list[Target], workload: Workload, ns: argparse.Namespace,

@@ -15,12 +15,14 @@ import argparse
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
+from typing import Protocol, Self
 
 LOOPBACK = "127.0.0.1"
 SMTP_SOURCE_PATHS = ("/usr/sbin/smtp-source", "/usr/bin/smtp-source")
@@ -223,3 +225,60 @@ def run_arguments(argv: list[str] | None, description: str, *, messages: int,
 def terminate(signum: int, frame: FrameType | None) -> None:
     """A signal handler that unwinds (so every finally stops its processes) and exits."""
     raise SystemExit(128 + signum)
+
+
+class Timed(Protocol):
+    """A benchmark target: wall-clock seconds per completed round."""
+
+    seconds: Mapping[int, float]
+
+
+def paired_ratio(a: Timed, b: Timed, rounds: int, messages: int) -> float | None:
+    """Median over rounds of a's rate / b's rate, using only rounds both completed: pairing
+    within a round cancels most of the noise a shared machine adds."""
+    ratios = []
+    for round_no in range(rounds):
+        seconds_a, seconds_b = a.seconds.get(round_no), b.seconds.get(round_no)
+        if seconds_a and seconds_b:
+            ratios.append((messages / seconds_a) / (messages / seconds_b))
+    return statistics.median(ratios) if ratios else None
+
+
+def mailcore_version(executable: Path) -> str:
+    try:
+        done = subprocess.run([str(executable), "--version"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except OSError:
+        return "mailcore ?"
+    return done.stdout.strip() or "mailcore ?"
+
+
+class Listening:
+    """A process serving SMTP on 127.0.0.1:port for one benchmark: ``with X(...) as x``
+    starts it and waits for its 220; leaving the block (or failing to start) stops it.
+    Subclasses set ``port`` and ``_start_timeout`` and provide _launch, died and stop."""
+
+    port: int
+    _start_timeout: float
+
+    def _launch(self) -> None:
+        raise BenchError(f"{type(self).__name__} does not say how it starts")
+
+    def died(self) -> str | None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def __enter__(self) -> Self:
+        try:
+            self._launch()
+            wait_for_banner(self.port, timeout=self._start_timeout, gone=self.died)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

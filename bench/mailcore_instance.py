@@ -17,9 +17,8 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
-from harness import LOOPBACK, BenchError, mailq_count, tail, wait_for_banner
+from harness import LOOPBACK, BenchError, Listening, mailq_count, tail
 
 
 def main_cf(root: Path, *, group_commit: bool, message_size_limit: int,
@@ -59,7 +58,7 @@ def master_cf(port: int, *, delivers: bool = False) -> str:
             "relay unix - - n - - smtp\n")
 
 
-class MailcoreInstance:
+class MailcoreInstance(Listening):
     """``with MailcoreInstance(command, root, port, group_commit=...) as mc: ...``; root must
     be an empty directory; command is the ``mailcore`` executable."""
 
@@ -80,21 +79,11 @@ class MailcoreInstance:
         self._stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> MailcoreInstance:
+    def _launch(self) -> None:
         if not self.command.is_file():
             raise BenchError(f"{self.command} does not exist (run scripts/setup or scripts/test)")
-        try:
-            self._write_config()
-            self._start()
-            wait_for_banner(self.port, timeout=self._start_timeout, gone=self.died)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        self._write_config()
+        self._start()
 
     def _write_config(self) -> None:
         self.config_dir.mkdir()

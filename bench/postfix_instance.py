@@ -26,9 +26,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
-from harness import LOOPBACK, BenchError, mailq_count, tail, wait_for_banner
+from harness import LOOPBACK, BenchError, Listening, mailq_count, tail
 
 POSTFIX = "/usr/sbin/postfix"
 POSTQUEUE = "/usr/sbin/postqueue"
@@ -112,7 +111,7 @@ def master_cf(port: int, sessions: int, *, delivers: bool = False) -> str:
             + (_DELIVERY_SERVICES if delivers else ""))
 
 
-class PostfixInstance:
+class PostfixInstance(Listening):
     """``with PostfixInstance(root, port, ...) as pf: ...``; root must be an empty directory."""
 
     def __init__(self, root: Path, port: int, *, sessions: int, message_size_limit: int,
@@ -128,21 +127,11 @@ class PostfixInstance:
         self._start_timeout = start_timeout
         self._master_pid: int | None = None
 
-    def __enter__(self) -> PostfixInstance:
-        try:
-            self._write_config()
-            self._postfix("check")
-            self._postfix("start")
-            self._master_pid = self._read_master_pid()
-            wait_for_banner(self.port, timeout=self._start_timeout, gone=self.died)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def _launch(self) -> None:
+        self._write_config()
+        self._postfix("check")
+        self._postfix("start")
+        self._master_pid = self._read_master_pid()
 
     def _write_config(self) -> None:
         # Postfix's daemons run as mail_owner and must reach the queue through these paths.
